@@ -1,0 +1,1 @@
+//! API contract tests against a running service, JUnit output and connectivity diagnosis.

@@ -1,0 +1,12 @@
+//! Every environment variable the program reads, in one place. Each tunable flag falls back to
+//! one of these (`env = ...` on the flag).
+
+pub const LOG: &str = "HEALTH_PREDICT_LOG";
+pub const OUTPUT: &str = "HEALTH_PREDICT_OUTPUT";
+pub const SEED: &str = "HEALTH_PREDICT_SEED";
+pub const DATA: &str = "HEALTH_PREDICT_DATA";
+pub const MODEL: &str = "HEALTH_PREDICT_MODEL";
+pub const TRIALS: &str = "HEALTH_PREDICT_TRIALS";
+pub const TARGET: &str = "HEALTH_PREDICT_TARGET";
+pub const REGISTRY: &str = "HEALTH_PREDICT_REGISTRY";
+pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";

@@ -1,0 +1,1 @@
+//! The quality gate: may a candidate model replace production?

@@ -1,0 +1,1 @@
+//! Publishing to GitHub: check runs with annotations, PR comments (octocrab).

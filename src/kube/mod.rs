@@ -1,0 +1,1 @@
+//! Kubernetes: deploy, verify with failure diagnosis, rollback, port-forward (kube-rs).

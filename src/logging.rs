@@ -1,0 +1,31 @@
+//! Logs go to stderr through `tracing`; stdout is reserved for data.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::GlobalArgs;
+
+/// Sets up the global subscriber from `--verbose`/`--quiet`, `HEALTH_PREDICT_LOG` and `NO_COLOR`.
+pub fn init(global: &GlobalArgs) {
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let directive = std::env::var(crate::cli::env::LOG).unwrap_or_else(|_| {
+        // Dependencies are noisy at debug; keep them at warn unless asked for by name.
+        format!("warn,health_predict={default}")
+    });
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(directive))
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false);
+    let _ = if crate::ci::in_github_actions() || !color {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,1 @@
+//! Features, training (gradient-boosted trees, logistic baseline), hyperparameter search, metrics and the model file.

@@ -1,0 +1,1 @@
+//! Rendering results for people: Markdown summaries, HTML reports, JUnit XML.

@@ -1,0 +1,1 @@
+//! The prediction HTTP API (`health-predict serve`).
