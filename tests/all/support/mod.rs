@@ -1,0 +1,72 @@
+//! Shared test helpers: the real data file, external programs, the binary, free ports.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether this run is CI, where every external program must be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The shared copy of the UCI data (`../shared/data/diabetic_data.csv.gz` beside the checkout),
+/// or `None` with a message when absent (a clone used outside this workplace).
+pub fn shared_data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/diabetic_data.csv.gz");
+    if p.exists() {
+        Some(p)
+    } else {
+        if in_ci() {
+            panic!("CI=true but {} is missing", p.display());
+        }
+        eprintln!("skipped: {} is absent (tests on the real data need it)", p.display());
+        None
+    }
+}
+
+/// Finds an external program on PATH (or in `$HEALTH_PREDICT_TOOLS`, where `.ci/run` installs
+/// Python tools). Returns `None` with a skip message locally; panics under CI.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(extra) = std::env::var_os("HEALTH_PREDICT_TOOLS") {
+        dirs.extend(std::env::split_paths(&extra));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    if in_ci() {
+        panic!("CI=true but `{name}` is not installed; .ci/run must install it");
+    }
+    eprintln!("skipped: `{name}` is not installed (see .ci/run for how CI installs it)");
+    None
+}
+
+/// The `health-predict` binary built for this test run.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_health-predict"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released: a small race that tests tolerate by retrying
+/// the server start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Runs a command, returning (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("command runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
