@@ -10,3 +10,5 @@ pub const TRIALS: &str = "HEALTH_PREDICT_TRIALS";
 pub const TARGET: &str = "HEALTH_PREDICT_TARGET";
 pub const REGISTRY: &str = "HEALTH_PREDICT_REGISTRY";
 pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";
+// data
+pub const BATCH_ROWS: &str = "HEALTH_PREDICT_BATCH_ROWS";

@@ -3,6 +3,7 @@
 
 pub mod load;
 pub mod schema;
+pub mod split;
 pub mod table;
 
 use std::fmt;
@@ -239,9 +240,12 @@ mod tests {
 mod real_data {
     /// The shared copy of the UCI file, when this checkout sits beside `shared/`.
     pub fn path() -> Option<std::path::PathBuf> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/diabetic_data.csv.gz");
-        p.exists().then_some(p)
+        let rel = std::path::Path::new("shared/data/diabetic_data.csv.gz");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .skip(1)
+            .map(|a| a.join(rel))
+            .find(|p| p.exists())
     }
 
     #[test]
