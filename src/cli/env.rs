@@ -12,3 +12,4 @@ pub const REGISTRY: &str = "HEALTH_PREDICT_REGISTRY";
 pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";
 // data
 pub const BATCH_ROWS: &str = "HEALTH_PREDICT_BATCH_ROWS";
+pub const MAX_ISSUES: &str = "HEALTH_PREDICT_MAX_ISSUES";

@@ -734,7 +734,7 @@ pub fn write(split: &Split, dir: &Path) -> Result<Manifest, SplitError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::schema::{Kind, WIDTH};
 
