@@ -10,7 +10,7 @@ use crate::cli::{Context, env};
 use crate::data::profile::{Profile, profile};
 use crate::data::split::{self, Manifest, SplitOptions};
 use crate::data::{Issue, LoadOptions, load};
-use crate::exit::{Exit, fail};
+use crate::exit::{Classify, Exit, fail};
 use crate::output::{Render, emit};
 
 #[derive(Debug, clap::Subcommand)]
@@ -23,6 +23,22 @@ pub enum DataCommand {
     Validate(ValidateArgs),
     /// Summarise a file: rows, class balance, missing rates, top categories, numeric columns.
     Profile(ProfileArgs),
+    /// Generate synthetic encounters with the real schema, calibrated from embedded figures about
+    /// the UCI file (CSV, or gzip when PATH ends in .gz).
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SynthArgs {
+    /// Encounters to generate.
+    #[arg(long, env = env::SYNTH_ROWS, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Seed: the same seed gives the same file.
+    #[arg(long, env = env::SEED, default_value_t = split::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Output file; gzip-compressed when it ends in `.gz`.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +80,7 @@ pub async fn run(command: DataCommand, ctx: &Context) -> anyhow::Result<Exit> {
         DataCommand::Split(a) => split_cmd(a, ctx),
         DataCommand::Validate(a) => validate_cmd(a, ctx),
         DataCommand::Profile(a) => profile_cmd(a, ctx),
+        DataCommand::Synth(a) => synth_cmd(a, ctx),
     }
 }
 
@@ -307,5 +324,70 @@ impl Render for ProfileReport {
             )?;
         }
         Ok(())
+    }
+}
+
+fn synth_cmd(a: SynthArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    if a.rows == 0 {
+        return Err(fail(
+            Exit::Usage,
+            "--rows must be at least 1",
+            Some("pass --rows N (or set HEALTH_PREDICT_SYNTH_ROWS)"),
+        ));
+    }
+    let start = std::time::Instant::now();
+    let t = crate::data::synth::generate(a.rows, a.seed);
+    let generate_seconds = start.elapsed().as_secs_f64();
+    let gzip = a.out.extension().is_some_and(|e| e == "gz");
+    let bytes = t
+        .to_csv_bytes(gzip)
+        .classify(Exit::Failure, "could not encode the generated rows")?;
+    crate::fsutil::write_atomic(&a.out, &bytes).classify(
+        Exit::Failure,
+        format!("check that {} is writable", a.out.display()),
+    )?;
+    let labels = t.labels(crate::data::Target::Any);
+    let positive = labels.iter().filter(|l| **l == Some(true)).count();
+    emit(
+        ctx.output,
+        &SynthReport {
+            out: a.out.display().to_string(),
+            rows: t.len(),
+            seed: a.seed,
+            gzip,
+            bytes: bytes.len(),
+            positive_rate: positive as f64 / t.len() as f64,
+            generate_seconds,
+            total_seconds: start.elapsed().as_secs_f64(),
+        },
+    )?;
+    Ok(Exit::Success)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SynthReport {
+    out: String,
+    rows: usize,
+    seed: u64,
+    gzip: bool,
+    bytes: usize,
+    positive_rate: f64,
+    generate_seconds: f64,
+    total_seconds: f64,
+}
+
+impl Render for SynthReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "wrote {} synthetic encounters (seed {}, positive rate {:.4}) to {} ({} bytes{}) in {:.3}s",
+            self.rows,
+            self.seed,
+            self.positive_rate,
+            self.out,
+            self.bytes,
+            if self.gzip { ", gzip" } else { "" },
+            self.total_seconds
+        )
     }
 }

@@ -13,3 +13,4 @@ pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";
 // data
 pub const BATCH_ROWS: &str = "HEALTH_PREDICT_BATCH_ROWS";
 pub const MAX_ISSUES: &str = "HEALTH_PREDICT_MAX_ISSUES";
+pub const SYNTH_ROWS: &str = "HEALTH_PREDICT_SYNTH_ROWS";

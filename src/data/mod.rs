@@ -5,6 +5,7 @@ pub mod load;
 pub mod profile;
 pub mod schema;
 pub mod split;
+pub mod synth;
 pub mod table;
 
 use std::fmt;
