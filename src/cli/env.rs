@@ -10,3 +10,7 @@ pub const TRIALS: &str = "HEALTH_PREDICT_TRIALS";
 pub const TARGET: &str = "HEALTH_PREDICT_TARGET";
 pub const REGISTRY: &str = "HEALTH_PREDICT_REGISTRY";
 pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";
+// data
+pub const BATCH_ROWS: &str = "HEALTH_PREDICT_BATCH_ROWS";
+pub const MAX_ISSUES: &str = "HEALTH_PREDICT_MAX_ISSUES";
+pub const SYNTH_ROWS: &str = "HEALTH_PREDICT_SYNTH_ROWS";
