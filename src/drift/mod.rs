@@ -725,40 +725,15 @@ fn prepare_ints(xs: &[Option<i64>]) -> Prepared {
     }
 }
 
-fn distinct_sorted(xs: &[f64]) -> usize {
-    if xs.is_empty() {
-        return 0;
-    }
-    1 + xs.windows(2).filter(|w| w[0] != w[1]).count()
-}
+use stats::distinct_sorted;
 
 /// Value counts of two sorted numeric samples over their union of values.
 fn int_keys(r: &[f64], k: &[f64]) -> Keys {
-    let (mut i, mut j) = (0, 0);
-    let mut labels = Vec::new();
-    let mut counts = CountPair {
-        reference: Vec::new(),
-        current: Vec::new(),
-    };
-    while i < r.len() || j < k.len() {
-        let x = match (r.get(i), k.get(j)) {
-            (Some(&a), Some(&b)) => a.min(b),
-            (Some(&a), None) => a,
-            (None, Some(&b)) => b,
-            (None, None) => break,
-        };
-        let (si, sj) = (i, j);
-        while i < r.len() && r[i] == x {
-            i += 1;
-        }
-        while j < k.len() && k[j] == x {
-            j += 1;
-        }
-        labels.push(format!("{x}"));
-        counts.reference.push((i - si) as u64);
-        counts.current.push((j - sj) as u64);
+    let (values, counts) = stats::value_counts(r, k);
+    Keys {
+        labels: values.iter().map(|x| format!("{x}")).collect(),
+        counts,
     }
-    Keys { labels, counts }
 }
 
 /// Category counts of both sides by value; `?` is a category under [`MissingPolicy::Category`].
@@ -807,8 +782,8 @@ fn category_keys(reference: &Table, current: &Table, c: usize, missing: MissingP
 /// distinct reference values, per-value shares otherwise.
 fn binned(numeric: Option<(&[f64], &[f64])>, keys: &Keys) -> stats::Binned {
     match numeric {
-        Some((r, k)) if distinct_sorted(r) > 20 => stats::histogram_shares(r, k),
-        _ => stats::category_shares(&keys.counts),
+        Some((r, k)) => stats::numeric_shares(r, k),
+        None => stats::category_shares(&keys.counts),
     }
 }
 

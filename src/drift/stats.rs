@@ -79,8 +79,8 @@ pub struct ZTest {
     pub p_value: f64,
 }
 
-/// Z-test comparing the proportion of category `first` (index into the counts) between reference
-/// and current. When both samples hold one and the same single value the p-value is 1 (as in
+/// Z-test comparing the proportion of values other than category `first` (index into the counts)
+/// between reference and current, as Evidently codes them (`0 if x == first else 1`). When both samples hold one and the same single value the p-value is 1 (as in
 /// Evidently) rather than 0/0.
 pub fn z_test(counts: &CountPair, first: usize) -> ZTest {
     let n1 = counts.reference_total() as f64;
@@ -100,8 +100,8 @@ pub fn z_test(counts: &CountPair, first: usize) -> ZTest {
             p_value: 1.0,
         };
     }
-    let p1 = counts.reference[first] as f64 / n1;
-    let p2 = counts.current[first] as f64 / n2;
+    let p1 = (counts.reference_total() - counts.reference[first]) as f64 / n1;
+    let p2 = (counts.current_total() - counts.current[first]) as f64 / n2;
     let pooled = (p1 * n1 + p2 * n2) / (n1 + n2);
     let z = (p1 - p2) / (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
     ZTest {
@@ -231,6 +231,52 @@ pub fn histogram_shares(reference: &[f64], current: &[f64]) -> Binned {
         current: c.iter().map(|&k| k as f64 / nc).collect(),
         edges,
     }
+}
+
+/// Evidently's binning of a numeric column: the Sturges histogram when the reference has more
+/// than 20 distinct values, per-value shares otherwise. Samples must be sorted and non-empty.
+pub fn numeric_shares(reference: &[f64], current: &[f64]) -> Binned {
+    if distinct_sorted(reference) > 20 {
+        return histogram_shares(reference, current);
+    }
+    category_shares(&value_counts(reference, current).1)
+}
+
+/// Number of distinct values of a sorted sample.
+pub fn distinct_sorted(xs: &[f64]) -> usize {
+    if xs.is_empty() {
+        return 0;
+    }
+    1 + xs.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+/// The union of values of two sorted samples, ascending, with each side's count per value.
+pub fn value_counts(r: &[f64], k: &[f64]) -> (Vec<f64>, CountPair) {
+    let (mut i, mut j) = (0, 0);
+    let mut values = Vec::new();
+    let mut counts = CountPair {
+        reference: Vec::new(),
+        current: Vec::new(),
+    };
+    while i < r.len() || j < k.len() {
+        let x = match (r.get(i), k.get(j)) {
+            (Some(&a), Some(&b)) => a.min(b),
+            (Some(&a), None) => a,
+            (None, Some(&b)) => b,
+            (None, None) => break,
+        };
+        let (si, sj) = (i, j);
+        while i < r.len() && r[i] == x {
+            i += 1;
+        }
+        while j < k.len() && k[j] == x {
+            j += 1;
+        }
+        values.push(x);
+        counts.reference.push((i - si) as u64);
+        counts.current.push((j - sj) as u64);
+    }
+    (values, counts)
 }
 
 /// Per-category shares (`count / size`) in the counts' key order.
