@@ -1,5 +1,6 @@
 //! Integration tests: drift. Statistics against committed scipy fixtures, edge cases, the CLI and
 //! its reports, and the HTML report in headless Chromium.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests themselves
 
 use std::path::{Path, PathBuf};
 
