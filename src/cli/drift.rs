@@ -164,6 +164,8 @@ struct Outcome {
     decision: Decision,
     drifted: Vec<String>,
     reports: Vec<String>,
+    /// Time spent comparing (files already loaded), in milliseconds.
+    detect_ms: f64,
 }
 
 impl Render for Outcome {
@@ -201,11 +203,8 @@ pub async fn run(args: DriftArgs, ctx: &Context) -> anyhow::Result<Exit> {
     .await??;
     let started = std::time::Instant::now();
     let report = drift::detect(&reference, &current, &req.config)?;
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        columns = report.columns.len(),
-        "drift computed"
-    );
+    let detect_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::debug!(detect_ms, columns = report.columns.len(), "drift computed");
     let mut reports = Vec::new();
     if let Some(dir) = &req.report {
         for p in drift::write_reports(&report, dir)? {
@@ -222,6 +221,7 @@ pub async fn run(args: DriftArgs, ctx: &Context) -> anyhow::Result<Exit> {
         decision: report.decision.clone(),
         drifted,
         reports,
+        detect_ms,
     };
     emit(ctx.output, &outcome)?;
     if crate::ci::in_github_actions() {
