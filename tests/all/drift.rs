@@ -379,6 +379,7 @@ fn cli_writes_reports_and_prints_the_decision() {
         assert!(dd.get(key).is_some(), "missing {key}");
     }
     let md = std::fs::read_to_string(out.join("drift.md")).unwrap();
+    insta::assert_snapshot!("drift_md_real_rows_20000_22000", md);
     let first_row = md.lines().find(|l| l.starts_with("| `")).unwrap();
     assert!(
         first_row.contains("**yes**"),
