@@ -716,11 +716,35 @@ fn choose(
     )
 }
 
+/// The non-missing values of an integer column, sorted. Counts and stays of a hospital file span
+/// a small range, so a counting sort does it in two passes; wide ranges fall back to sorting.
 fn prepare_ints(xs: &[Option<i64>]) -> Prepared {
-    let mut values: Vec<f64> = xs.iter().flatten().map(|&v| v as f64).collect();
-    values.sort_unstable_by(f64::total_cmp);
+    let present = xs.iter().flatten();
+    let (lo, hi) = present
+        .clone()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let n = present.clone().count();
+    let mut values: Vec<f64> = Vec::with_capacity(n);
+    let span = hi.checked_sub(lo).and_then(|s| usize::try_from(s).ok());
+    match span {
+        Some(span) if n > 0 && span < 4 * n + 64 => {
+            let mut counts = vec![0u32; span + 1];
+            for &v in present {
+                counts[(v - lo) as usize] += 1;
+            }
+            for (i, &k) in counts.iter().enumerate() {
+                let x = (lo + i as i64) as f64;
+                values.extend(std::iter::repeat_n(x, k as usize));
+            }
+        }
+        _ => {
+            let mut ints: Vec<i64> = present.copied().collect();
+            ints.sort_unstable();
+            values.extend(ints.into_iter().map(|v| v as f64));
+        }
+    }
     Prepared {
-        missing: xs.len() - values.len(),
+        missing: xs.len() - n,
         values,
     }
 }
@@ -905,5 +929,29 @@ fn category_summary(t: &Table, c: usize) -> Summary {
         missing: missing as usize,
         unique,
         top,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_values_are_sorted_whatever_their_range() {
+        let narrow = prepare_ints(&[Some(3), None, Some(1), Some(3), Some(-2)]);
+        assert_eq!(narrow.values, vec![-2.0, 1.0, 3.0, 3.0]);
+        assert_eq!(narrow.missing, 1);
+        let wide = prepare_ints(&[Some(1_000_000_000), Some(-5), Some(7)]);
+        assert_eq!(wide.values, vec![-5.0, 7.0, 1e9]);
+        let none = prepare_ints(&[None, None]);
+        assert!(none.values.is_empty() && none.missing == 2);
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.name().parse::<Method>(), Ok(m));
+        }
+        assert!("anderson".parse::<Method>().is_err());
     }
 }
