@@ -712,7 +712,7 @@ fn choose(
     (
         m,
         Choice::Auto,
-        format!("{size}, {kind} with {n_values} distinct values: {m}"),
+        format!("{size}, {kind} with {n_values} distinct values in both: {m}"),
     )
 }
 

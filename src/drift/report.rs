@@ -95,6 +95,14 @@ pub fn markdown(r: &DriftReport) -> String {
             if c.drifted { "**yes**" } else { "no" }
         );
     }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "<details><summary>Why each test</summary>");
+    let _ = writeln!(s);
+    for c in &r.columns {
+        let _ = writeln!(s, "- `{}`: {}", c.column, c.why);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "</details>");
     s
 }
 
