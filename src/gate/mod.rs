@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::schema::{EXPIRED_OR_HOSPICE, col};
 use crate::data::{Table, Target};
 use crate::exit::Exit;
 
@@ -37,8 +38,8 @@ pub struct GateConfig {
     pub confidence: f64,
     /// Seed of the bootstrap: the same inputs give the same interval.
     pub seed: u64,
-    /// Which readmission label the holdout is scored against.
-    pub target: Target,
+    /// Which readmission label the holdout is scored against; `None`: the candidate's own.
+    pub target: Option<Target>,
 }
 
 impl Default for GateConfig {
@@ -50,7 +51,7 @@ impl Default for GateConfig {
             bootstrap: 1000,
             confidence: 0.95,
             seed: 42,
-            target: Target::Any,
+            target: None,
         }
     }
 }
@@ -122,6 +123,8 @@ pub trait Scorer: Sync {
     fn schema_hash(&self) -> Option<String>;
     /// The model's own id.
     fn model_id(&self) -> Option<String>;
+    /// The label the model was trained to predict.
+    fn target(&self) -> Option<Target>;
     /// Positive-class probabilities for every row of `table`, through the model's own
     /// preprocessing.
     fn score(&self, table: &Table) -> Result<Vec<f64>, String>;
@@ -158,6 +161,7 @@ pub struct Holdout<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelSummary {
     pub source: String,
+    pub target: Option<Target>,
     pub version: Option<u64>,
     pub sha256: Option<String>,
     pub model_id: Option<String>,
@@ -172,6 +176,9 @@ pub struct HoldoutSummary {
     pub source: String,
     /// Rows in the file.
     pub rows: usize,
+    /// Rows left out: expired or hospice discharges (cannot be readmitted; training removes
+    /// them too) and rows without a label.
+    pub excluded_rows: usize,
     /// Rows with a label, scored by both models.
     pub scored_rows: usize,
     pub positives: usize,
@@ -207,6 +214,8 @@ pub struct GateReport {
     pub delta: Option<f64>,
     pub interval: Option<Interval>,
     pub config: GateConfig,
+    /// The label scored.
+    pub target: Target,
     pub exit_code: u8,
     pub evaluated_at: jiff::Timestamp,
     pub health_predict_version: &'static str,
@@ -232,6 +241,7 @@ pub fn evaluate(
         sha256: Some(m.sha256.to_owned()),
         model_id: m.model.model_id(),
         schema_hash: m.model.schema_hash(),
+        target: m.model.target(),
         auc: None,
     };
     let missing = |what: &str, e: &str| ModelSummary {
@@ -240,6 +250,7 @@ pub fn evaluate(
         sha256: None,
         model_id: None,
         schema_hash: None,
+        target: None,
         auc: None,
     };
     let mut cand_summary = match &candidate {
@@ -274,6 +285,25 @@ pub fn evaluate(
     if candidate.is_ok() && cand_summary.schema_hash.is_none() {
         refusals.push("candidate model records no schema hash".into());
     }
+    if let (Some(c), Some(Some(p))) = (cand_summary.target, prod_summary.as_ref().map(|p| p.target))
+        && c != p
+    {
+        refusals.push(format!(
+            "candidate predicts target `{}` but production predicts `{}`",
+            target_name(c),
+            target_name(p)
+        ));
+    }
+    let target = config.target.or(cand_summary.target).unwrap_or_default();
+    if let (Some(want), Some(c)) = (config.target, cand_summary.target)
+        && want != c
+    {
+        refusals.push(format!(
+            "the gate was asked to score target `{}` but the candidate predicts `{}`",
+            target_name(want),
+            target_name(c)
+        ));
+    }
 
     // Labelled rows, then the scores of each model on exactly those rows.
     let mut holdout_summary = None;
@@ -282,8 +312,10 @@ pub fn evaluate(
     match &holdout {
         Err(e) => refusals.push(format!("holdout unavailable: {e}")),
         Ok(h) => {
-            for (i, l) in h.table.labels(config.target).into_iter().enumerate() {
-                if let Some(l) = l {
+            let discharge = h.table.ints(col::DISCHARGE_DISPOSITION_ID);
+            for (i, l) in h.table.labels(target).into_iter().enumerate() {
+                let gone = discharge[i].is_some_and(|d| EXPIRED_OR_HOSPICE.contains(&d));
+                if let (Some(l), false) = (l, gone) {
                     keep.push(i);
                     labels.push(l);
                 }
@@ -292,6 +324,7 @@ pub fn evaluate(
             let s = HoldoutSummary {
                 source: h.source.to_owned(),
                 rows: h.table.len(),
+                excluded_rows: h.table.len() - labels.len(),
                 scored_rows: labels.len(),
                 positives,
                 negatives: labels.len() - positives,
@@ -426,10 +459,18 @@ pub fn evaluate(
         delta,
         interval,
         config: config.clone(),
+        target,
         exit_code: decision.exit().code(),
         evaluated_at: jiff::Timestamp::now(),
         health_predict_version: crate::VERSION,
     }
+}
+
+fn target_name(t: Target) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn short(s: &str) -> &str {

@@ -107,6 +107,7 @@ pub fn markdown(r: &GateReport) -> String {
         sha256: None,
         model_id: None,
         schema_hash: None,
+        target: None,
         auc: None,
     };
     let p = r.production.as_ref().unwrap_or(&none);
@@ -137,16 +138,15 @@ pub fn markdown(r: &GateReport) -> String {
     if let Some(h) = &r.holdout {
         let _ = writeln!(
             s,
-            "Holdout: `{}`, {} labelled rows of {} ({} positive, {} negative; target `{}`).\n",
+            "Holdout: `{}`, {} rows scored of {} ({} positive, {} negative; target `{}`; {} \
+             expired/hospice or unlabelled rows left out).\n",
             h.source,
             h.scored_rows,
             h.rows,
             h.positives,
             h.negatives,
-            serde_json::to_value(r.config.target)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            super::target_name(r.target),
+            h.excluded_rows
         );
     }
     if !r.refusals.is_empty() {

@@ -19,6 +19,9 @@ impl Scorer for Fixed {
     fn model_id(&self) -> Option<String> {
         Some("fixed".into())
     }
+    fn target(&self) -> Option<Target> {
+        Some(Target::Lt30)
+    }
     fn score(&self, table: &Table) -> Result<Vec<f64>, String> {
         Ok(self.scores[..table.len().min(self.scores.len())].to_vec())
     }
@@ -32,6 +35,9 @@ impl Scorer for Broken {
     }
     fn model_id(&self) -> Option<String> {
         None
+    }
+    fn target(&self) -> Option<Target> {
+        Some(Target::Lt30)
     }
     fn score(&self, _: &Table) -> Result<Vec<f64>, String> {
         Err("feature `age` missing from the encoder".into())
@@ -317,4 +323,53 @@ fn reports_render_for_people_and_pull_requests() {
     assert!(json["delta"].as_f64().unwrap() < 0.0);
     assert!(json["interval"]["low"].is_number());
     assert_eq!(json["config"]["refresh_tolerance"], 0.02);
+}
+
+#[test]
+fn expired_and_hospice_discharges_are_left_out() {
+    let (mut t, l) = holdout(2000, 3);
+    let mut cs = scores(&l, 0.5, 1);
+    for d in crate::data::schema::EXPIRED_OR_HOSPICE {
+        let mut row = [Value::Missing; WIDTH];
+        row[col::READMITTED] = Value::Str("NO");
+        row[col::DISCHARGE_DISPOSITION_ID] = Value::Int(*d);
+        t.push_row(&row);
+        cs.push(f64::NAN); // would refuse if it were scored
+    }
+    let r = run(&fixed(cs), None, &t, &cfg());
+    assert_eq!(r.decision, Decision::Deploy, "{}", r.reason);
+    assert_eq!(r.holdout.unwrap().excluded_rows, 6);
+}
+
+struct OtherTarget(Fixed);
+
+impl Scorer for OtherTarget {
+    fn schema_hash(&self) -> Option<String> {
+        self.0.schema_hash()
+    }
+    fn model_id(&self) -> Option<String> {
+        None
+    }
+    fn target(&self) -> Option<Target> {
+        Some(Target::Any)
+    }
+    fn score(&self, table: &Table) -> Result<Vec<f64>, String> {
+        self.0.score(table)
+    }
+}
+
+#[test]
+fn models_predicting_different_targets_are_refused() {
+    let (t, l) = holdout(2000, 3);
+    let c = fixed(scores(&l, 0.5, 1));
+    let p = OtherTarget(fixed(scores(&l, 0.4, 2)));
+    assert_refused(
+        &run(&c, Some(&p), &t, &cfg()),
+        "candidate predicts target `lt30` but production predicts `any`",
+    );
+    let asked = GateConfig {
+        target: Some(Target::Any),
+        ..cfg()
+    };
+    assert_refused(&run(&c, None, &t, &asked), "asked to score target `any`");
 }
