@@ -168,7 +168,11 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::registry::RegistryError);
+    known!(
+        crate::data::DataError,
+        crate::model::ModelError,
+        crate::registry::RegistryError
+    );
     None
 }
 

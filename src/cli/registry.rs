@@ -275,7 +275,7 @@ impl Render for Listing {
             let r = &v.record;
             let auc = r
                 .metrics
-                .get("auc")
+                .get("test.roc_auc")
                 .or_else(|| r.metrics.get("roc_auc"))
                 .map_or_else(|| "-".into(), |a| format!("{a:.4}"));
             writeln!(
@@ -303,10 +303,41 @@ struct ShowOutput {
     size: u64,
     record: Option<VersionRecord>,
     aliases: Vec<String>,
+    /// What the model file itself says (its embedded checksum verified too).
+    model: ModelView,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelView {
+    model_id: String,
+    algorithm: String,
+    target: crate::data::Target,
+    created_at: String,
+    format_version: u32,
+    schema_hash: String,
+    data_fingerprint: String,
+    git_commit: Option<String>,
 }
 
 async fn show(reg: &dyn Registry, reference: &ModelRef) -> anyhow::Result<ShowOutput> {
     let resolved = reg.resolve(reference).await?;
+    let file = crate::model::ModelFile::from_bytes(&resolved.bytes).map_err(|e| {
+        registry::RegistryError::InvalidModel {
+            what: resolved.source.clone(),
+            source: e,
+        }
+    })?;
+    let meta = file.meta();
+    let model = ModelView {
+        model_id: meta.model_id.clone(),
+        algorithm: meta.algorithm.clone(),
+        target: meta.target,
+        created_at: meta.created_at.clone(),
+        format_version: meta.format_version,
+        schema_hash: meta.schema_hash.clone(),
+        data_fingerprint: meta.data_fingerprint.clone(),
+        git_commit: meta.git_commit.clone(),
+    };
     let aliases = reg.aliases().await?;
     let mut record = resolved.record.clone();
     if record.is_none() {
@@ -326,6 +357,7 @@ async fn show(reg: &dyn Registry, reference: &ModelRef) -> anyhow::Result<ShowOu
         size: resolved.bytes.len() as u64,
         aliases: version.map(|v| aliases_of(&aliases, v)).unwrap_or_default(),
         record,
+        model,
     })
 }
 
@@ -340,6 +372,18 @@ impl Render for ShowOutput {
         if !self.aliases.is_empty() {
             writeln!(out, "  aliases       {}", self.aliases.join(", "))?;
         }
+        let m = &self.model;
+        writeln!(
+            out,
+            "  model         {} ({}, target {}, created {})",
+            m.model_id,
+            m.algorithm,
+            serde_json::to_value(m.target)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            m.created_at
+        )?;
         if let Some(r) = &self.record {
             writeln!(out, "  registered    {}", r.registered_at)?;
             writeln!(out, "  model id      {}", short(r.model_id.as_deref(), 64))?;
@@ -535,6 +579,15 @@ impl GateArgs {
     }
 }
 
+fn as_gate(m: &Loaded) -> GateModel<'_> {
+    GateModel {
+        source: &m.source,
+        version: m.version,
+        sha256: &m.sha256,
+        model: &m.model,
+    }
+}
+
 /// A model file loaded for the gate, with how it was named.
 struct Loaded {
     source: String,
@@ -548,7 +601,11 @@ async fn load_for_gate(reg: &dyn Registry, reference: &str) -> Result<Option<Loa
     let resolved = match reg.resolve(&reference).await {
         Ok(r) => r,
         Err(registry::RegistryError::AliasUnset { .. }) => return Ok(None),
-        Err(e) => return Err(crate::exit::render(&anyhow::Error::new(e)).trim().replace('\n', " ")),
+        Err(e) => {
+            return Err(crate::exit::render(&anyhow::Error::new(e))
+                .trim()
+                .replace('\n', " "));
+        }
     };
     let model = crate::model::ModelFile::from_bytes(&resolved.bytes)
         .map_err(|e| format!("{}: {e}", resolved.source))?;
@@ -574,16 +631,11 @@ pub async fn gate(args: GateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let production = load_for_gate(&*reg, &args.production).await;
     let holdout_source = args.data.display().to_string();
-    let table = crate::data::load(&args.data, &crate::data::LoadOptions::default())
-        .map_err(|e| crate::exit::render(&anyhow::Error::new(e)).trim().replace('\n', " "));
-    let as_gate = |m: &Loaded| -> GateModel<'_> {
-        GateModel {
-            source: &m.source,
-            version: m.version,
-            sha256: &m.sha256,
-            model: &m.model,
-        }
-    };
+    let table = crate::data::load(&args.data, &crate::data::LoadOptions::default()).map_err(|e| {
+        crate::exit::render(&anyhow::Error::new(e))
+            .trim()
+            .replace('\n', " ")
+    });
     let report = gate::evaluate(
         candidate.as_ref().map(as_gate).map_err(Clone::clone),
         match &production {
@@ -615,11 +667,14 @@ pub fn write_report(dir: &std::path::Path, report: &GateReport) -> anyhow::Resul
         Exit::Infra,
         format!("check that --report {} is writable", dir.display()),
     )?;
-    crate::fsutil::write_atomic(&dir.join("gate.md"), gate::render::markdown(report).as_bytes())
-        .classify(
-            Exit::Infra,
-            format!("check that --report {} is writable", dir.display()),
-        )?;
+    crate::fsutil::write_atomic(
+        &dir.join("gate.md"),
+        gate::render::markdown(report).as_bytes(),
+    )
+    .classify(
+        Exit::Infra,
+        format!("check that --report {} is writable", dir.display()),
+    )?;
     Ok(())
 }
 

@@ -106,6 +106,21 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_the_model_modules_auc() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let labels: Vec<bool> = (0..5000).map(|_| rng.random_bool(0.35)).collect();
+        // Rounded scores make many ties.
+        let scores: Vec<f64> = labels
+            .iter()
+            .map(|&l| ((if l { 0.2 } else { 0.0 } + rng.random::<f64>()) * 50.0).round() / 50.0)
+            .collect();
+        let ours = auc(&Ranked::new(&scores), &labels, None).unwrap();
+        let theirs = crate::model::metrics::roc_auc(&labels, &scores);
+        assert!((ours - theirs).abs() < 1e-12, "{ours} vs {theirs}");
+    }
+
+    #[test]
     fn one_class_has_no_auc() {
         assert_eq!(auc(&Ranked::new(&[0.1, 0.2]), &[true, true], None), None);
         assert_eq!(

@@ -130,6 +130,21 @@ pub trait Scorer: Sync {
     fn score(&self, table: &Table) -> Result<Vec<f64>, String>;
 }
 
+impl Scorer for crate::model::ModelFile {
+    fn schema_hash(&self) -> Option<String> {
+        Some(self.meta().schema_hash.clone())
+    }
+    fn model_id(&self) -> Option<String> {
+        Some(self.meta().model_id.clone())
+    }
+    fn target(&self) -> Option<Target> {
+        Some(self.meta().target)
+    }
+    fn score(&self, table: &Table) -> Result<Vec<f64>, String> {
+        Ok(self.predict_table(table))
+    }
+}
+
 /// A model offered to the gate.
 #[derive(Clone, Copy)]
 pub struct GateModel<'a> {

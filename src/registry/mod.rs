@@ -49,6 +49,63 @@ pub struct Registration {
     pub description: Option<String>,
 }
 
+impl Registration {
+    /// The registration a model file describes: model id, schema hash, training-data
+    /// fingerprint, git commit, metrics (flattened: `test.roc_auc`, `validation.roc_auc`, ...)
+    /// and params. `lineage` adds what the file cannot know (parent version, run id) and a git
+    /// commit only when the file has none.
+    pub fn from_model(meta: &crate::model::ModelMeta, lineage: Lineage) -> Registration {
+        let mut metrics = BTreeMap::new();
+        if let Ok(v) = serde_json::to_value(&meta.metrics) {
+            flatten_numbers("", &v, &mut metrics);
+        }
+        let params = match &meta.params {
+            serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            serde_json::Value::Null => BTreeMap::new(),
+            other => BTreeMap::from([("params".to_owned(), other.clone())]),
+        };
+        let mut params: BTreeMap<String, serde_json::Value> = params;
+        params.insert("algorithm".into(), meta.algorithm.clone().into());
+        params.insert("threshold".into(), meta.threshold.into());
+        if let Ok(t) = serde_json::to_value(meta.target) {
+            params.insert("target".into(), t);
+        }
+        Registration {
+            model_id: Some(meta.model_id.clone()),
+            schema_hash: Some(meta.schema_hash.clone()),
+            lineage: Lineage {
+                data_fingerprint: Some(meta.data_fingerprint.clone()),
+                git_commit: meta.git_commit.clone().or(lineage.git_commit),
+                ..lineage
+            },
+            metrics,
+            params,
+            description: None,
+        }
+    }
+}
+
+fn flatten_numbers(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_numbers(&key, v, out);
+            }
+        }
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64() {
+                out.insert(prefix.to_owned(), f);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// One registered model version, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
@@ -236,8 +293,12 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what} is not a valid health-predict model file: {problem}")]
-    InvalidModel { what: String, problem: String },
+    #[error("cannot use {what} as a model")]
+    InvalidModel {
+        what: String,
+        #[source]
+        source: crate::model::ModelError,
+    },
     #[error("MLflow {operation} failed: {problem}")]
     Mlflow { operation: String, problem: String },
     #[error("MLflow at {url} could not be reached for {operation}")]
@@ -441,6 +502,17 @@ impl<'r> dyn Registry + 'r {
         }
     }
 
+    /// Registers model bytes after checking they are a model file, described by what the file
+    /// says about itself plus `lineage`: the pipeline's entry point.
+    pub async fn register_model(
+        &self,
+        bytes: &[u8],
+        lineage: Lineage,
+    ) -> Result<Registered, RegistryError> {
+        let registration = registration_for(bytes, "model bytes", lineage)?;
+        self.register(bytes, &registration).await
+    }
+
     /// Registers a model file read from disk, described by what the file says about itself
     /// (model id, schema hash, data fingerprint, metrics, params) plus `lineage`.
     pub async fn register_file(
@@ -457,16 +529,19 @@ impl<'r> dyn Registry + 'r {
     }
 }
 
-/// Describes model bytes for registration.
+/// Checks that `bytes` are a model file (format and embedded checksum) and describes it for
+/// registration from what the file says about itself.
 pub fn registration_for(
-    _bytes: &[u8],
-    _what: &str,
+    bytes: &[u8],
+    what: &str,
     lineage: Lineage,
 ) -> Result<Registration, RegistryError> {
-    Ok(Registration {
-        lineage,
-        ..Registration::default()
-    })
+    let model =
+        crate::model::ModelFile::from_bytes(bytes).map_err(|e| RegistryError::InvalidModel {
+            what: what.into(),
+            source: e,
+        })?;
+    Ok(Registration::from_model(model.meta(), lineage))
 }
 
 /// Opens the registry a URI names: a directory path (or `file://PATH`), or

@@ -15,16 +15,15 @@ pub struct Mlflow {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     pub dir: PathBuf,
+    /// The watchdog owning the server; it ends the server when this process exits.
+    watchdog: std::process::Child,
 }
 
 impl Mlflow {
     /// A registry URI for this server with its own registered model and experiment, so tests
     /// sharing the server do not see each other's versions.
     pub fn registry_uri(&self, model: &str) -> String {
-        format!(
-            "mlflow+{}?model={model}&experiment={model}",
-            self.url
-        )
+        format!("mlflow+{}?model={model}&experiment={model}", self.url)
     }
 }
 
@@ -53,7 +52,7 @@ fn start() -> Option<Mlflow> {
         .expect("temp dir")
         .keep();
     let port = free_port();
-    Command::new("bash")
+    let watchdog = Command::new("bash")
         .arg("-c")
         .arg(WATCHDOG)
         .env("MLFLOW", &mlflow)
@@ -83,7 +82,7 @@ fn start() -> Option<Mlflow> {
                     "mlflow server ready on {url} after {:.1} s",
                     started.elapsed().as_secs_f64()
                 );
-                return Some(Mlflow { url, dir });
+                return Some(Mlflow { url, dir, watchdog });
             }
         }
         if Instant::now() > deadline {
