@@ -173,6 +173,11 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     known!(crate::data::DataError, crate::drift::DriftError);
     known!(crate::data::split::SplitError);
     known!(crate::data::DataError, crate::model::ModelError);
+    known!(
+        crate::data::DataError,
+        crate::model::ModelError,
+        crate::registry::RegistryError
+    );
     None
 }
 
