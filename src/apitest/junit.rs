@@ -33,13 +33,23 @@ pub fn junit_xml(report: &SuiteReport) -> Vec<u8> {
         suite.add_testcase(case.build());
     }
     suite.set_system_out(&format!("base_url: {}", report.base_url));
-    let report = ReportBuilder::new().add_testsuite(suite.build()).build();
+    let junit = ReportBuilder::new().add_testsuite(suite.build()).build();
     let mut out = Vec::new();
     // Writing to a Vec cannot fail for I/O reasons; an XML error would be a bug in the library.
-    if let Err(e) = report.write_xml(&mut out) {
+    if let Err(e) = junit.write_xml(&mut out) {
         tracing::error!(error = %e, "JUnit serialisation failed");
     }
-    out
+    // junit-report writes a bare `<testsuites>`; readers such as quick-junit and several CI
+    // dashboards require its `name` and use its totals, so the root gets them.
+    let root = format!(
+        "<testsuites name=\"health-predict api-test\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{}\">",
+        report.checks.len(),
+        report.failed,
+        report.millis / 1000.0
+    );
+    String::from_utf8_lossy(&out)
+        .replacen("<testsuites>", &root, 1)
+        .into_bytes()
 }
 
 /// Writes the JUnit document atomically.
