@@ -10,6 +10,10 @@ pub const TRIALS: &str = "HEALTH_PREDICT_TRIALS";
 pub const TARGET: &str = "HEALTH_PREDICT_TARGET";
 pub const REGISTRY: &str = "HEALTH_PREDICT_REGISTRY";
 pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";
+// model
+pub const TARGET_RECALL: &str = "HEALTH_PREDICT_TARGET_RECALL";
+pub const ALGORITHM: &str = "HEALTH_PREDICT_ALGORITHM";
+pub const THREADS: &str = "HEALTH_PREDICT_THREADS";
 // serve
 pub const ADDR: &str = "HEALTH_PREDICT_ADDR";
 pub const BATCH_LIMIT: &str = "HEALTH_PREDICT_BATCH_LIMIT";
