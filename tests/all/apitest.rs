@@ -355,3 +355,70 @@ fn doctor_net_explains_a_refused_port() {
     assert_eq!(d["proxy_vars"][0]["captures"], true);
     assert!(!stdout.contains("secret"), "{stdout}");
 }
+
+/// Kills the child on drop so a failed assertion leaves no server behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cli_api_test_passes_against_cli_serve_on_a_trained_model() {
+    let Some(model) = crate::support::scorer::trained_model() else {
+        return;
+    };
+    let version = health_predict::model::ModelFile::load(&model)
+        .unwrap()
+        .meta()
+        .model_id
+        .clone();
+    let port = crate::support::free_port();
+    let mut child = Child(
+        bin()
+            .args([
+                "serve",
+                "--model",
+                model.to_str().unwrap(),
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("api.xml");
+    let base = format!("http://127.0.0.1:{port}");
+    let (code, stdout, stderr) = run(bin().args([
+        "api-test",
+        "--base-url",
+        &base,
+        "--junit",
+        junit.to_str().unwrap(),
+        "--expect-version",
+        &version,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert!(stdout.contains(&format!("(model {version})")), "{stdout}");
+    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    assert_eq!(report.test_suites[0].failures, 0);
+    assert!(report.test_suites[0].tests >= 18);
+
+    // SIGTERM: graceful stop, exit 0.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}

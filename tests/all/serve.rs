@@ -344,3 +344,60 @@ fn cli_reports_a_busy_port_as_usage() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--addr"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_verified_trained_model_file() {
+    let Some(path) = crate::support::scorer::trained_model() else {
+        return;
+    };
+    let model = health_predict::model::ModelFile::load(&path).unwrap();
+    let mut h = serve(ModelSource::File(path.clone()), |_| {}).await;
+    let info = h.wait_ready(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(info.version, model.meta().model_id);
+    assert_eq!(info.threshold, model.threshold());
+    assert_eq!(info.data_fingerprint, model.meta().data_fingerprint);
+    assert!(info.checksum.is_some());
+    assert!(
+        info.metrics.contains_key("test.roc_auc"),
+        "{:?}",
+        info.metrics
+    );
+
+    let base = h.base_url();
+    let (status, p) = post(&format!("{base}/predict?explain=true"), &example_json()).await;
+    assert_eq!(status, 200, "{p}");
+    let encounter = health_predict::serve::Encounter::from_json(&example_json(), "").unwrap();
+    assert_eq!(
+        p["probability"].as_f64().unwrap(),
+        model.predict_proba(&encounter)
+    );
+    let contributions = p["contributions"].as_array().unwrap();
+    assert_eq!(contributions.len(), 5);
+    assert!(contributions.iter().all(|c| {
+        info.feature_names
+            .contains(&c["feature"].as_str().unwrap().to_owned())
+    }));
+    h.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // One flipped byte: the checksum catches it and /ready never turns 200.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0x01;
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, bytes).unwrap();
+    let mut h = serve(ModelSource::File(corrupt), |_| {}).await;
+    let err = h
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("checksum"), "{err}");
+    let r = client()
+        .get(format!("{}/ready", h.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    h.shutdown(Duration::from_secs(5)).await.unwrap();
+}

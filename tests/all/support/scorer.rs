@@ -85,3 +85,28 @@ impl Scorer for TestScorer {
             .collect()
     }
 }
+
+/// A model file trained once per test run on the first 20,000 rows of the real data (one trial),
+/// or `None` (skipped) when the data is absent.
+pub fn trained_model() -> Option<std::path::PathBuf> {
+    static MODEL: std::sync::OnceLock<Option<(tempfile::TempDir, std::path::PathBuf)>> =
+        std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let data = super::shared_data()?;
+            let table =
+                health_predict::data::load(&data, &health_predict::data::LoadOptions::default())
+                    .expect("the shared data loads");
+            let rows: Vec<usize> = (0..20_000.min(table.len())).collect();
+            let subset = table.select(&rows);
+            let mut req = health_predict::model::TrainRequest::new(&subset);
+            req.trials = 1;
+            let outcome = health_predict::model::train(&req, &|_| {}).expect("training works");
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let path = dir.path().join("model.json");
+            outcome.model.save(&path).expect("the model saves");
+            Some((dir, path))
+        })
+        .as_ref()
+        .map(|(_, p)| p.clone())
+}
