@@ -178,6 +178,7 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
         crate::model::ModelError,
         crate::registry::RegistryError
     );
+    known!(crate::serve::ServeError, crate::apitest::ApiTestError);
     None
 }
 
