@@ -168,17 +168,16 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::pipeline::config::ConfigError);
-    known!(crate::data::DataError);
-    known!(crate::data::DataError, crate::drift::DriftError);
-    known!(crate::data::split::SplitError);
-    known!(crate::data::DataError, crate::model::ModelError);
     known!(
         crate::data::DataError,
+        crate::pipeline::config::ConfigError,
+        crate::drift::DriftError,
+        crate::data::split::SplitError,
         crate::model::ModelError,
-        crate::registry::RegistryError
+        crate::registry::RegistryError,
+        crate::serve::ServeError,
+        crate::apitest::ApiTestError,
     );
-    known!(crate::serve::ServeError, crate::apitest::ApiTestError);
     None
 }
 
