@@ -154,7 +154,8 @@ impl Slot {
         ))
     }
 
-    /// Serves the slot's file and checks `/model-info` over HTTP.
+    /// Serves the slot's file and checks `/model-info` over HTTP: the version, and the model
+    /// checksum the server verified on load.
     pub async fn verify(&self, version: u64, checksum: &str) -> anyhow::Result<String> {
         let mut config = ServeConfig::new(LOOPBACK, ModelSource::File(self.model_path()));
         config.identity = Identity {

@@ -541,12 +541,16 @@ async fn steps(
                     m.roc_auc,
                     m.pr_auc
                 );
-                Ok(Done::Passed(Arc::new(outcome.model), detail))
+                // Everything downstream uses the model as read back from its own bytes: the
+                // checksum is set and verified, exactly as `serve` and the registry will see it.
+                let bytes = outcome.model.to_bytes();
+                let reloaded = ModelFile::from_bytes(&bytes)?;
+                Ok(Done::Passed((Arc::new(reloaded), bytes), detail))
             }
         })
         .await?
         .expect("train passes or halts");
-    let bytes = candidate.to_bytes();
+    let (candidate, bytes) = candidate;
     st.candidate_bytes = Some(bytes);
     st.candidate = Some(Arc::clone(&candidate));
     st.report.model = Some(ModelSummary {
@@ -784,7 +788,7 @@ async fn steps(
                 .await?;
             let verified = runner
                 .step("verify", deadline, async {
-                    match slot.verify(version, &candidate.meta().model_id).await {
+                    match slot.verify(version, &candidate.meta().checksum).await {
                         Ok(detail) => Ok(Done::Passed((), detail)),
                         Err(e) => {
                             let restored = slot.restore_previous()?;
