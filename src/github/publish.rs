@@ -357,7 +357,11 @@ pub async fn publish(req: &PublishRequest) -> Result<PublishReport, GithubError>
     };
     let step = StepAnnotations::plan(results, &warnings, workspace, &see_also);
     step.emit();
-    report.step_annotations = step.lines.len();
+    report.step_annotations = if crate::ci::in_github_actions() {
+        step.lines.len()
+    } else {
+        0
+    };
     report.failures_not_annotated_in_log = step.failures_not_annotated;
     for w in &warnings {
         tracing::warn!("{w}");
@@ -380,10 +384,15 @@ pub async fn publish(req: &PublishRequest) -> Result<PublishReport, GithubError>
         }
     };
 
+    // Publishing failures first; then the results themselves: failed tests fail this step too,
+    // so a green publish never sits next to red results.
     report.exit = report
         .errors
         .iter()
         .fold(Exit::Success, |acc, e| acc.worst(e.exit()));
+    if results.failures().next().is_some() {
+        report.exit = report.exit.worst(Exit::TestsFailed);
+    }
     Ok(report)
 }
 

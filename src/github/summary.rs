@@ -187,7 +187,7 @@ pub fn headline(inp: &Inputs<'_>) -> String {
     let mut parts = Vec::new();
     if let Some(run) = inp.run {
         if let Some(d) = &run.run.decision {
-            parts.push(format!("decision **{}**", decision_word(d)));
+            parts.push(format!("decision {}", decision_word(d)));
         }
         if let Some(v) = run.run.model.as_ref().and_then(|m| m.version.as_ref()) {
             parts.push(format!("model {}", scalar(v)));
@@ -249,7 +249,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 fn run_section(run: &RunDir) -> String {
     let r = &run.run;
-    let mut t = Table::new(&["", ""]);
+    let mut t = Table::new(&["Item", "Value"]);
     t.row(&["Run", &opt(r.run_id.clone())]);
     t.row(&["Status", &opt(r.status.clone())]);
     t.row(&["Exit code", &opt(r.exit_code)]);
@@ -537,7 +537,7 @@ mod tests {
             check_name: "health-predict",
         });
         assert!(
-            md.starts_with("## health-predict: decision **promote** · model 4\n"),
+            md.starts_with("## health-predict: decision promote · model 4\n"),
             "{md}"
         );
         assert!(

@@ -1,1 +1,559 @@
-//! Integration tests: github.
+//! Integration tests: `report publish` against a wiremock GitHub API that answers with fixtures
+//! carrying every field octocrab's models require; the composite action's scripts driven
+//! locally; actionlint on every workflow.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support;
+
+const REPO: &str = "octo-org/health-predict";
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+const HEAD_SHA: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+// ---------------------------------------------------------------- fixtures
+
+fn user() -> Value {
+    let api = "https://api.github.com/users/github-actions%5Bbot%5D";
+    json!({
+        "login": "github-actions[bot]", "id": 41898282, "node_id": "MDM6Qm90NDE4OTgyODI=",
+        "avatar_url": "https://avatars.githubusercontent.com/in/15368?v=4", "gravatar_id": "",
+        "url": api, "html_url": "https://github.com/apps/github-actions",
+        "followers_url": format!("{api}/followers"),
+        "following_url": format!("{api}/following{{/other_user}}"),
+        "gists_url": format!("{api}/gists{{/gist_id}}"),
+        "starred_url": format!("{api}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{api}/subscriptions"),
+        "organizations_url": format!("{api}/orgs"), "repos_url": format!("{api}/repos"),
+        "events_url": format!("{api}/events{{/privacy}}"),
+        "received_events_url": format!("{api}/received_events"),
+        "type": "Bot", "user_view_type": "public", "site_admin": false
+    })
+}
+
+fn comment(id: u64, pr: u64, body: &str) -> Value {
+    json!({
+        "id": id, "node_id": format!("IC_kwDO{id}"),
+        "url": format!("https://api.github.com/repos/{REPO}/issues/comments/{id}"),
+        "html_url": format!("https://github.com/{REPO}/pull/{pr}#issuecomment-{id}"),
+        "issue_url": format!("https://api.github.com/repos/{REPO}/issues/{pr}"),
+        "body": body, "user": user(), "author_association": "NONE",
+        "created_at": "2026-11-23T10:00:00Z", "updated_at": "2026-11-23T10:00:00Z",
+        "reactions": {"url": format!("https://api.github.com/repos/{REPO}/issues/comments/{id}/reactions"),
+            "total_count": 0, "+1": 0, "-1": 0, "laugh": 0, "hooray": 0, "confused": 0,
+            "heart": 0, "rocket": 0, "eyes": 0},
+        "performed_via_github_app": null
+    })
+}
+
+fn check_run(id: u64, head_sha: &str, status: &str, conclusion: Option<&str>, count: u64) -> Value {
+    json!({
+        "id": id, "node_id": format!("CR_kwDO{id}"), "head_sha": head_sha,
+        "external_id": "", "url": format!("https://api.github.com/repos/{REPO}/check-runs/{id}"),
+        "html_url": format!("https://github.com/{REPO}/runs/{id}"),
+        "details_url": "https://github.com/octo-org/health-predict/actions/runs/1",
+        "status": status, "conclusion": conclusion,
+        "started_at": "2026-11-23T10:00:00Z",
+        "completed_at": if conclusion.is_some() { json!("2026-11-23T10:01:00Z") } else { Value::Null },
+        "output": {
+            "title": "health-predict", "summary": "s", "text": null,
+            "annotations_count": count,
+            "annotations_url": format!("https://api.github.com/repos/{REPO}/check-runs/{id}/annotations")
+        },
+        "name": "health-predict",
+        "check_suite": {"id": 5},
+        "app": null,
+        "pull_requests": []
+    })
+}
+
+/// Answers check-run creation and updates with a realistic check run, counting annotations.
+fn check_run_responder(id: u64) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
+    move |req: &Request| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let n = body["output"]["annotations"]
+            .as_array()
+            .map_or(0, |a| a.len() as u64);
+        let status = body["status"].as_str().unwrap_or("in_progress").to_owned();
+        let conclusion = body["conclusion"].as_str().map(str::to_owned);
+        let sha = body["head_sha"].as_str().unwrap_or(SHA).to_owned();
+        let code = if req.method.as_str() == "POST" {
+            201
+        } else {
+            200
+        };
+        ResponseTemplate::new(code).set_body_json(check_run(
+            id,
+            &sha,
+            &status,
+            conclusion.as_deref(),
+            n,
+        ))
+    }
+}
+
+fn junit_with_failures(dir: &Path, failures: usize, passes: usize) -> PathBuf {
+    let mut xml = String::from("<?xml version=\"1.0\"?>\n<testsuites><testsuite name=\"api\">\n");
+    for i in 0..failures {
+        xml.push_str(&format!(
+            "<testcase classname=\"predict\" name=\"case_{i}\" file=\"tests/contract.rs\" line=\"{}\"><failure message=\"expected 200, got 500\">body: {{}}</failure></testcase>\n",
+            10 + i
+        ));
+    }
+    for i in 0..passes {
+        xml.push_str(&format!(
+            "<testcase classname=\"health\" name=\"ok_{i}\"/>\n"
+        ));
+    }
+    xml.push_str("</testsuite></testsuites>\n");
+    let p = dir.join("junit.xml");
+    std::fs::write(&p, xml).unwrap();
+    p
+}
+
+fn run_dir(dir: &Path) -> PathBuf {
+    let rd = dir.join("run");
+    std::fs::create_dir_all(rd.join("drift")).unwrap();
+    std::fs::write(
+        rd.join("run.json"),
+        json!({
+            "run_id": "20261123-1", "status": "succeeded", "exit_code": 0, "decision": "promote",
+            "model": {"version": 3, "model_id": "sha256:ab12"},
+            "drift": {"share": 0.273, "drifted_columns": 12, "retrain": true},
+            "tests": {"passed": 5, "failed": 0, "skipped": 0},
+            "image": "registry.local/health-predict:3",
+            "steps": [{"name": "train", "status": "ok", "started": "2026-11-23T10:00:00Z", "seconds": 4.2, "detail": ""}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        rd.join("gate.json"),
+        json!({"decision": "promote", "candidate": {"auc": 0.69}, "production": {"auc": 0.68}})
+            .to_string(),
+    )
+    .unwrap();
+    rd
+}
+
+fn pr_event(dir: &Path, number: u64, fork: bool) -> PathBuf {
+    let head_repo = if fork { "someone/health-predict" } else { REPO };
+    let p = dir.join("event.json");
+    std::fs::write(
+        &p,
+        json!({
+            "action": "synchronize", "number": number,
+            "pull_request": {
+                "number": number,
+                "head": {"sha": HEAD_SHA, "repo": {"full_name": head_repo, "fork": fork}},
+                "base": {"sha": SHA, "repo": {"full_name": REPO, "fork": false}}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    p
+}
+
+/// The binary with a clean GitHub environment pointing at the mock (nothing inherited from a
+/// real runner: its GITHUB_OUTPUT and job summary must never receive test output).
+fn publish_cmd(api: &str, dir: &Path, event: Option<&Path>) -> tokio::process::Command {
+    let mut cmd = support::bin();
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("GITHUB_") || k.starts_with("HEALTH_PREDICT_") || k.starts_with("RUNNER_")
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("GITHUB_TOKEN", "ghs_testtoken0123456789")
+        .env("GITHUB_REPOSITORY", REPO)
+        .env("GITHUB_SHA", SHA)
+        .env("GITHUB_API_URL", api)
+        .env("GITHUB_RUN_ID", "1")
+        .env("GITHUB_OUTPUT", dir.join("output.txt"))
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .env("HEALTH_PREDICT_LOG", "warn");
+    if let Some(e) = event {
+        cmd.env("GITHUB_EVENT_PATH", e)
+            .env("GITHUB_EVENT_NAME", "pull_request");
+    } else {
+        cmd.env("GITHUB_EVENT_NAME", "push");
+    }
+    cmd.arg("report").arg("publish");
+    tokio::process::Command::from(cmd)
+}
+
+async fn run(mut cmd: tokio::process::Command) -> (i32, String, String) {
+    let out = cmd.output().await.expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Parses a GITHUB_OUTPUT file written with heredoc delimiters.
+fn outputs(file: &Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut map = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            assert!(delim.len() >= 16, "delimiter too guessable: {delim}");
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            map.insert(name.to_owned(), value.join("\n"));
+        } else if let Some((k, v)) = line.split_once('=') {
+            map.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    map
+}
+
+fn requests_to<'a>(reqs: &'a [Request], m: &str, suffix: &str) -> Vec<&'a Request> {
+    reqs.iter()
+        .filter(|r| r.method.as_str() == m && r.url.path().ends_with(suffix))
+        .collect()
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn check_run_with_120_annotations_arrives_in_3_requests() {
+    let server = MockServer::start().await;
+    let checks = format!("/repos/{REPO}/check-runs");
+    Mock::given(method("POST"))
+        .and(path(checks.clone()))
+        .respond_with(check_run_responder(42))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{checks}/42")))
+        .respond_with(check_run_responder(42))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = junit_with_failures(dir.path(), 120, 3);
+
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), None);
+    cmd.args(["--output", "json", "--junit"]).arg(&junit);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(
+        code, 4,
+        "tests failed, so the publish exits 4 after publishing\n{stderr}"
+    );
+    let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(report["check_run_requests"], 3);
+    assert_eq!(report["annotations_sent"], 120);
+    assert_eq!(report["annotations_truncated"], 0);
+    assert_eq!(report["conclusion"], "failure");
+
+    let reqs = server.received_requests().await.unwrap();
+    let bodies: Vec<Value> = reqs
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let sizes: Vec<usize> = bodies
+        .iter()
+        .map(|b| b["output"]["annotations"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![50, 50, 20]);
+    assert_eq!(bodies[0]["head_sha"], SHA);
+    assert_eq!(bodies[0]["status"], "in_progress");
+    assert_eq!(bodies[2]["status"], "completed");
+    assert_eq!(bodies[2]["conclusion"], "failure");
+    let a = &bodies[0]["output"]["annotations"][0];
+    assert_eq!(a["path"], "tests/contract.rs");
+    assert_eq!(a["start_line"], 10);
+    assert_eq!(a["annotation_level"], "failure");
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected 200, got 500")
+    );
+    assert_eq!(
+        reqs[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "Bearer ghs_testtoken0123456789"
+    );
+    let out = outputs(&dir.path().join("output.txt"));
+    assert_eq!(out["tests-failed"], "120");
+    assert_eq!(
+        out["check-run-url"],
+        format!("https://github.com/{REPO}/runs/42")
+    );
+}
+
+#[tokio::test]
+async fn annotations_beyond_the_cap_are_counted_not_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(check_run_responder(7))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("/repos/{REPO}/check-runs/7")))
+        .respond_with(check_run_responder(7))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = junit_with_failures(dir.path(), 130, 0);
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), None);
+    cmd.args(["--output", "json", "--max-annotations", "100", "--junit"])
+        .arg(&junit);
+    let (_, stdout, _) = run(cmd).await;
+    let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(report["annotations_sent"], 100);
+    assert_eq!(report["annotations_truncated"], 30);
+    let reqs = server.received_requests().await.unwrap();
+    let first: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert!(
+        first["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("30 more failed tests are not annotated (limit 100)"),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn pr_comment_is_created_once_and_updated_on_the_second_run() {
+    let server = MockServer::start().await;
+    let pr = 17;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(check_run_responder(9))
+        .mount(&server)
+        .await;
+    let list = format!("/repos/{REPO}/issues/{pr}/comments");
+    let ours = "<!-- health-predict:report check=\"health-predict\" -->\nold";
+    // First run: only somebody else's comment. Second run: ours is there too.
+    Mock::given(method("GET"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([comment(1, pr, "LGTM")])))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(list.clone()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([comment(1, pr, "LGTM"), comment(555, pr, ours)])),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(comment(555, pr, ours)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("/repos/{REPO}/issues/comments/555")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(comment(555, pr, ours)))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rd = run_dir(dir.path());
+    junit_with_failures(&rd, 0, 5);
+    let event = pr_event(dir.path(), pr, false);
+    for expected in ["created", "updated"] {
+        let mut cmd = publish_cmd(&server.uri(), dir.path(), Some(&event));
+        cmd.args(["--output", "json", "--run-dir"]).arg(&rd);
+        let (code, stdout, stderr) = run(cmd).await;
+        assert_eq!(code, 0, "{stderr}");
+        let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+        assert_eq!(report["comment"]["status"], "done", "{report}");
+        assert!(
+            report["comment"]["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{expected} comment 555")),
+            "{report}"
+        );
+        assert_eq!(report["conclusion"], "success");
+    }
+    let reqs = server.received_requests().await.unwrap();
+    let created = requests_to(&reqs, "POST", &format!("/issues/{pr}/comments"));
+    let body: Value = serde_json::from_slice(&created[0].body).unwrap();
+    let text = body["body"].as_str().unwrap();
+    assert!(text.starts_with("<!-- health-predict:report check=\"health-predict\" -->\n"));
+    assert!(text.contains("decision promote"), "{text}");
+    assert!(text.contains("| auc | 0.69 | 0.68 | +0.01 |"), "{text}");
+    // The check run goes on the PR's head commit, not the merge commit.
+    let check = requests_to(&reqs, "POST", "/check-runs");
+    let cbody: Value = serde_json::from_slice(&check[0].body).unwrap();
+    assert_eq!(cbody["head_sha"], HEAD_SHA);
+}
+
+#[tokio::test]
+async fn fork_pull_request_with_read_only_token_degrades_to_summary_and_annotations() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+            "status": "403"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Nothing else may be attempted with a token known to be read-only.
+    Mock::given(wiremock::matchers::path_regex("/issues/"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rd = run_dir(dir.path());
+    junit_with_failures(&rd, 12, 2);
+    let event = pr_event(dir.path(), 8, true);
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), Some(&event));
+    cmd.env("GITHUB_ACTIONS", "true").arg("--run-dir").arg(&rd);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(
+        code, 4,
+        "degraded publishing does not fail; the failed tests do\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("check run:   degraded: pull request from a fork"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PR comment:  degraded"), "{stdout}");
+    assert!(
+        stdout.contains("::warning::pull request from a fork: GITHUB_TOKEN is read-only: the check run was not created"),
+        "{stdout}"
+    );
+    let errors = stdout.lines().filter(|l| l.starts_with("::error ")).count();
+    assert_eq!(errors, 10, "GitHub shows 10 errors per step\n{stdout}");
+    assert!(
+        stdout.contains("::notice::2 more failed tests are not annotated here"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("ghs_testtoken0123456789"))
+            .all(|l| l.starts_with("::add-mask::")),
+        "token printed outside its mask command\n{stdout}"
+    );
+    assert!(
+        stdout.contains("::add-mask::ghs_testtoken0123456789"),
+        "token not masked"
+    );
+
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("## health-predict: decision promote"),
+        "{summary}"
+    );
+    assert!(summary.contains("12 failed"), "{summary}");
+    let out = outputs(&dir.path().join("output.txt"));
+    assert_eq!(out["check-run"], "degraded");
+    assert_eq!(out["comment"], "degraded");
+    assert_eq!(out["tests-failed"], "12");
+}
+
+#[tokio::test]
+async fn missing_permission_outside_a_pull_request_fails_with_a_hint() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest", "status": "403"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = junit_with_failures(dir.path(), 0, 2);
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), None);
+    cmd.arg("--junit").arg(&junit);
+    let (code, _, stderr) = run(cmd).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: create check run: GitHub answered 403"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: grant the job `permissions: {checks: write"),
+        "{stderr}"
+    );
+    // The job summary was still written before failing.
+    assert!(dir.path().join("summary.md").exists());
+}
+
+#[tokio::test]
+async fn secondary_rate_limit_is_retried_after_retry_after() {
+    let server = MockServer::start().await;
+    let checks = format!("/repos/{REPO}/check-runs");
+    Mock::given(method("POST"))
+        .and(path(checks.clone()))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "1")
+                .insert_header("x-ratelimit-remaining", "4000")
+                .set_body_json(json!({
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                    "status": "403"
+                })),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(checks))
+        .respond_with(check_run_responder(3))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = junit_with_failures(dir.path(), 0, 4);
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), None);
+    cmd.args(["--output", "json", "--junit"]).arg(&junit);
+    let start = Instant::now();
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 0, "{stderr}");
+    // Honoured the server's wait (a lower bound, not a timing benchmark).
+    assert!(start.elapsed() >= Duration::from_millis(950));
+    let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(report["check_run"]["status"], "done");
+    assert_eq!(report["conclusion"], "success");
+}
+
+#[tokio::test]
+async fn nothing_to_publish_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = publish_cmd("http://127.0.0.1:9", dir.path(), None);
+    let (code, _, stderr) = run(cmd).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("hint: pass --run-dir DIR"), "{stderr}");
+}
