@@ -2,6 +2,9 @@
 //! carrying every field octocrab's models require; the composite action's scripts driven
 //! locally; actionlint on every workflow.
 
+// Helpers outside #[test] functions are test code too (clippy.toml allows unwrap in tests).
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
