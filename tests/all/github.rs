@@ -560,3 +560,578 @@ async fn nothing_to_publish_is_a_usage_error() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("hint: pass --run-dir DIR"), "{stderr}");
 }
+
+// ---------------------------------------------------------------- the composite action
+
+mod action {
+    //! Runs `action/action.yml`'s steps the way the runner does: each `run:` step in bash with
+    //! its `env:` evaluated, its own `GITHUB_OUTPUT` file, `GITHUB_PATH` carried forward, `if:`
+    //! conditions evaluated (status functions, `==`, `!=`, `&&`, `||`, `!`), `uses:` steps
+    //! skipped. A fake `health-predict` records its arguments and writes step outputs.
+
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use serde_norway::Value as Yaml;
+
+    use super::outputs;
+    use crate::support;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn action() -> Yaml {
+        let text = std::fs::read_to_string(root().join("action/action.yml")).unwrap();
+        serde_norway::from_str(&text).unwrap()
+    }
+
+    #[derive(Default)]
+    struct Ctx {
+        inputs: BTreeMap<String, String>,
+        steps: BTreeMap<String, (String, BTreeMap<String, String>)>,
+        failed: bool,
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum V {
+        S(String),
+        B(bool),
+    }
+
+    impl V {
+        fn truthy(&self) -> bool {
+            match self {
+                V::B(b) => *b,
+                V::S(s) => !s.is_empty(),
+            }
+        }
+        fn text(&self) -> String {
+            match self {
+                V::B(b) => b.to_string(),
+                V::S(s) => s.clone(),
+            }
+        }
+    }
+
+    fn tokens(expr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let chars: Vec<char> = expr.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c.is_whitespace() {
+                i += 1;
+            } else if c == '\'' {
+                let mut j = i + 1;
+                while chars[j] != '\'' {
+                    j += 1;
+                }
+                out.push(chars[i..=j].iter().collect());
+                i = j + 1;
+            } else if "=!&|".contains(c) && i + 1 < chars.len() && "=&|".contains(chars[i + 1]) {
+                out.push(chars[i..i + 2].iter().collect());
+                i += 2;
+            } else if "()!".contains(c) {
+                out.push(c.to_string());
+                i += 1;
+            } else {
+                let mut j = i;
+                while j < chars.len() && (chars[j].is_alphanumeric() || "-_.".contains(chars[j])) {
+                    j += 1;
+                }
+                assert!(j > i, "cannot read expression `{expr}` at {i}");
+                out.push(chars[i..j].iter().collect());
+                i = j;
+            }
+        }
+        out
+    }
+
+    struct Parser<'a> {
+        t: Vec<String>,
+        i: usize,
+        ctx: &'a Ctx,
+    }
+
+    impl Parser<'_> {
+        fn peek(&self) -> Option<&str> {
+            self.t.get(self.i).map(String::as_str)
+        }
+        fn next(&mut self) -> String {
+            self.i += 1;
+            self.t[self.i - 1].clone()
+        }
+        fn or(&mut self) -> V {
+            let mut v = self.and();
+            while self.peek() == Some("||") {
+                self.next();
+                let r = self.and();
+                v = if v.truthy() { v } else { r };
+            }
+            v
+        }
+        fn and(&mut self) -> V {
+            let mut v = self.cmp();
+            while self.peek() == Some("&&") {
+                self.next();
+                let r = self.cmp();
+                v = if v.truthy() { r } else { v };
+            }
+            v
+        }
+        fn cmp(&mut self) -> V {
+            let l = self.unary();
+            match self.peek() {
+                Some("==") => {
+                    self.next();
+                    V::B(l.text() == self.unary().text())
+                }
+                Some("!=") => {
+                    self.next();
+                    V::B(l.text() != self.unary().text())
+                }
+                _ => l,
+            }
+        }
+        fn unary(&mut self) -> V {
+            if self.peek() == Some("!") {
+                self.next();
+                return V::B(!self.unary().truthy());
+            }
+            if self.peek() == Some("(") {
+                self.next();
+                let v = self.or();
+                assert_eq!(self.next(), ")");
+                return v;
+            }
+            let tok = self.next();
+            if let Some(s) = tok.strip_prefix('\'') {
+                return V::S(s.trim_end_matches('\'').to_owned());
+            }
+            if matches!(self.peek(), Some("(")) {
+                self.next();
+                assert_eq!(self.next(), ")");
+                return V::B(match tok.as_str() {
+                    "always" => true,
+                    "success" => !self.ctx.failed,
+                    "failure" => self.ctx.failed,
+                    "cancelled" => false,
+                    f => panic!("unsupported function {f}()"),
+                });
+            }
+            V::S(self.ctx.lookup(&tok))
+        }
+    }
+
+    impl Ctx {
+        fn lookup(&self, path: &str) -> String {
+            let parts: Vec<&str> = path.split('.').collect();
+            match parts.as_slice() {
+                ["inputs", name] => self.inputs.get(*name).cloned().unwrap_or_default(),
+                ["steps", id, "outputs", name] => self
+                    .steps
+                    .get(*id)
+                    .and_then(|s| s.1.get(*name).cloned())
+                    .unwrap_or_default(),
+                ["steps", id, "outcome" | "conclusion"] => {
+                    self.steps.get(*id).map(|s| s.0.clone()).unwrap_or_default()
+                }
+                ["github", "token"] => "ghs_from_context".into(),
+                _ => panic!("unsupported context {path}"),
+            }
+        }
+
+        fn eval(&self, expr: &str) -> V {
+            let mut p = Parser {
+                t: tokens(expr),
+                i: 0,
+                ctx: self,
+            };
+            let v = p.or();
+            assert_eq!(p.i, p.t.len(), "trailing tokens in `{expr}`");
+            v
+        }
+
+        /// Substitutes every `${{ expr }}` in a string.
+        fn template(&self, s: &str) -> String {
+            let mut out = String::new();
+            let mut rest = s;
+            while let Some(start) = rest.find("${{") {
+                out.push_str(&rest[..start]);
+                let end = rest[start..].find("}}").expect("closed expression") + start;
+                out.push_str(&self.eval(&rest[start + 3..end]).text());
+                rest = &rest[end + 2..];
+            }
+            out.push_str(rest);
+            out
+        }
+    }
+
+    fn yaml_str(v: &Yaml) -> String {
+        match v {
+            Yaml::String(s) => s.clone(),
+            Yaml::Bool(b) => b.to_string(),
+            Yaml::Number(n) => n.to_string(),
+            Yaml::Null => String::new(),
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    struct Outcome {
+        outputs: BTreeMap<String, String>,
+        steps: BTreeMap<String, String>,
+    }
+
+    /// Runs the action's steps with `given` inputs in `workspace`.
+    fn run_action(
+        given: &[(&str, &str)],
+        workspace: &Path,
+        extra_env: &[(&str, String)],
+    ) -> Outcome {
+        let a = action();
+        let mut ctx = Ctx::default();
+        for (name, spec) in a["inputs"].as_mapping().unwrap() {
+            let name = yaml_str(name);
+            let default = spec.get("default").map(yaml_str).unwrap_or_default();
+            ctx.inputs.insert(name, default);
+        }
+        for (k, v) in given {
+            assert!(ctx.inputs.contains_key(*k), "undeclared input {k}");
+            ctx.inputs.insert((*k).to_owned(), (*v).to_owned());
+        }
+        // Input defaults may themselves be expressions (github-token).
+        let resolved: BTreeMap<String, String> = ctx
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), ctx.template(v)))
+            .collect();
+        ctx.inputs = resolved;
+
+        let temp = workspace.join("_runner_temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        let github_path = workspace.join("_github_path");
+        std::fs::write(&github_path, "").unwrap();
+        let mut steps = BTreeMap::new();
+        for (n, step) in a["runs"]["steps"].as_sequence().unwrap().iter().enumerate() {
+            let id = step
+                .get("id")
+                .map(yaml_str)
+                .unwrap_or_else(|| format!("step{n}"));
+            let cond = step
+                .get("if")
+                .map(yaml_str)
+                .unwrap_or_else(|| "success()".into());
+            let cond = cond.trim().trim_start_matches("${{").trim_end_matches("}}");
+            if !ctx.eval(cond).truthy() {
+                ctx.steps
+                    .insert(id.clone(), ("skipped".into(), BTreeMap::new()));
+                steps.insert(id, "skipped".into());
+                continue;
+            }
+            let Some(script) = step.get("run").map(yaml_str) else {
+                // `uses:` steps (actions/cache) are the runner's business, not the action's.
+                ctx.steps
+                    .insert(id.clone(), ("success".into(), BTreeMap::new()));
+                steps.insert(id, "success (uses: not run here)".into());
+                continue;
+            };
+            assert_eq!(
+                step["shell"],
+                Yaml::String("bash".into()),
+                "step {id} must use bash"
+            );
+            let out_file = workspace.join(format!("_output_{id}"));
+            std::fs::write(&out_file, "").unwrap();
+            let mut path = std::fs::read_to_string(&github_path)
+                .unwrap()
+                .lines()
+                .rev()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            path.push(std::env::var("PATH").unwrap_or_default());
+            let mut cmd = std::process::Command::new("bash");
+            cmd.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script]);
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy().into_owned();
+                if k.starts_with("GITHUB_") || k.starts_with("RUNNER_") || k.starts_with("HP_") {
+                    cmd.env_remove(&k);
+                }
+            }
+            cmd.env("PATH", path.join(":"))
+                .env("GITHUB_ACTION_PATH", root().join("action"))
+                .env("GITHUB_OUTPUT", &out_file)
+                .env("GITHUB_PATH", &github_path)
+                .env("GITHUB_STEP_SUMMARY", workspace.join("_summary.md"))
+                .env("GITHUB_WORKSPACE", workspace)
+                .env("RUNNER_TEMP", &temp)
+                .env("RUNNER_OS", "Linux")
+                .env("RUNNER_ARCH", "X64");
+            for (k, v) in extra_env {
+                cmd.env(k, v);
+            }
+            if let Some(env) = step.get("env").and_then(Yaml::as_mapping) {
+                for (k, v) in env {
+                    cmd.env(yaml_str(k), ctx.template(&yaml_str(v)));
+                }
+            }
+            let wd = step
+                .get("working-directory")
+                .map(|w| ctx.template(&yaml_str(w)))
+                .unwrap_or_else(|| ".".into());
+            cmd.current_dir(workspace.join(wd));
+            let (code, stdout, stderr) = support::run(&mut cmd);
+            eprintln!("--- step {id} exit {code}\n{stdout}{stderr}");
+            let outcome = if code == 0 { "success" } else { "failure" };
+            if code != 0 {
+                ctx.failed = true;
+            }
+            ctx.steps
+                .insert(id.clone(), (outcome.into(), outputs(&out_file)));
+            steps.insert(id, outcome.into());
+        }
+        let mut declared = BTreeMap::new();
+        for (name, spec) in a["outputs"].as_mapping().unwrap() {
+            declared.insert(yaml_str(name), ctx.template(&yaml_str(&spec["value"])));
+        }
+        Outcome {
+            outputs: declared,
+            steps,
+        }
+    }
+
+    /// A fake `health-predict`: logs its arguments (one per line, calls separated by `--`) and
+    /// behaves like the real one's outputs for `pipeline run` and `report publish`.
+    fn fake_binary(dir: &Path) -> PathBuf {
+        let p = dir.join("health-predict");
+        std::fs::write(
+            &p,
+            r#"#!/usr/bin/env bash
+set -euo pipefail
+{ printf '%s\n' "$@"; echo '--'; } >>"$FAKE_LOG"
+out() { printf '%s<<ghadelimiter_fake\n%s\nghadelimiter_fake\n' "$1" "$2" >>"$GITHUB_OUTPUT"; }
+case "$1" in
+  --version) echo "health-predict 0.0.0-fake" ;;
+  pipeline)
+    run_dir="health-predict-run"
+    mkdir -p "$run_dir"
+    echo '{"run_id":"r1","exit_code":0}' >"$run_dir/run.json"
+    echo '<testsuite name="api"><testcase name="ok"/></testsuite>' >"$run_dir/junit.xml"
+    echo '# summary' >"$run_dir/summary.md"
+    out decision promote; out model-version 3; out image "registry.local/hp:3"
+    out drift-share 0.273; out tests-passed 9; out tests-failed 0
+    out run-dir "$PWD/$run_dir"; out summary "$PWD/$run_dir/summary.md"; out junit "$PWD/$run_dir/junit.xml"
+    exit "${FAKE_EXIT:-0}" ;;
+  report)
+    out conclusion success; out check-run-url "https://github.com/o/r/runs/1"; out comment-url "" ;;
+esac
+"#,
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn calls(log: &Path) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.split("--\n")
+            .filter(|c| !c.is_empty())
+            .map(|c| c.lines().map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn scripts_are_strict_and_inputs_never_reach_run_as_expressions() {
+        let a = action();
+        assert_eq!(a["runs"]["using"], Yaml::String("composite".into()));
+        let mut ids = Vec::new();
+        for step in a["runs"]["steps"].as_sequence().unwrap() {
+            ids.push(yaml_str(&step["id"]));
+            if let Some(run) = step.get("run") {
+                let run = yaml_str(run);
+                assert!(!run.contains("${{"), "expression inside run: {run}");
+                assert_eq!(yaml_str(&step["shell"]), "bash");
+            }
+            if let Some(uses) = step.get("uses") {
+                let uses = yaml_str(uses);
+                let sha = uses.split('@').nth(1).unwrap_or("");
+                assert!(
+                    sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{uses} is not pinned to a commit"
+                );
+            }
+        }
+        for (name, spec) in a["outputs"].as_mapping().unwrap() {
+            let value = yaml_str(&spec["value"]);
+            let step = value
+                .trim_start_matches("${{ steps.")
+                .split('.')
+                .next()
+                .unwrap()
+                .to_owned();
+            assert!(
+                ids.contains(&step),
+                "output {name:?} reads unknown step {step}"
+            );
+        }
+        for entry in std::fs::read_dir(root().join("action/scripts")).unwrap() {
+            let p = entry.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.starts_with("#!/usr/bin/env bash\n"), "{}", p.display());
+            if p.file_name().unwrap() != "lib.sh" {
+                assert!(text.contains("\nset -euo pipefail\n"), "{}", p.display());
+            }
+        }
+    }
+
+    #[test]
+    fn shellcheck_passes_on_the_action_scripts() {
+        let Some(sc) = support::require_tool("shellcheck") else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(sc);
+        cmd.arg("-x");
+        for entry in std::fs::read_dir(root().join("action/scripts")).unwrap() {
+            cmd.arg(entry.unwrap().path());
+        }
+        let (code, stdout, stderr) = support::run(&mut cmd);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+    }
+
+    #[test]
+    fn pipeline_steps_set_every_declared_output_and_publish() {
+        let ws = tempfile::tempdir().unwrap();
+        let bin = fake_binary(&ws.path().join("."));
+        let log = ws.path().join("calls.log");
+        let out = run_action(
+            &[
+                ("command", "pipeline"),
+                ("data", "data/reference.csv.gz"),
+                ("deploy", "kubernetes"),
+                ("force-retrain", "true"),
+                ("args", "--seed\n42 with space"),
+                ("binary", bin.to_str().unwrap()),
+            ],
+            ws.path(),
+            &[("FAKE_LOG", log.display().to_string())],
+        );
+        assert_eq!(out.steps["key"], "success");
+        assert_eq!(out.steps["cache"], "skipped");
+        assert_eq!(out.steps["install"], "success");
+        assert_eq!(out.steps["run"], "success");
+        assert_eq!(out.steps["publish"], "success");
+        assert_eq!(out.steps["diagnostics"], "skipped");
+        assert_eq!(out.steps["cleanup"], "success");
+
+        let calls = calls(&log);
+        assert_eq!(calls[0], ["--version"]);
+        assert_eq!(
+            calls[1],
+            [
+                "pipeline",
+                "run",
+                "--data",
+                "data/reference.csv.gz",
+                "--run-dir",
+                "health-predict-run",
+                "--deploy",
+                "kubernetes",
+                "--force-retrain",
+                "--seed",
+                "42 with space"
+            ]
+        );
+        let run_dir = ws.path().join("health-predict-run");
+        assert_eq!(
+            calls[2],
+            [
+                "report".to_owned(),
+                "publish".into(),
+                "--run-dir".into(),
+                run_dir.display().to_string(),
+                "--junit".into(),
+                run_dir.join("junit.xml").display().to_string(),
+                "--summary".into(),
+                run_dir.join("summary.md").display().to_string(),
+                "--check-name".into(),
+                "health-predict".into(),
+                "--comment".into(),
+                "auto".into(),
+            ]
+        );
+        let o = &out.outputs;
+        assert_eq!(o["decision"], "promote");
+        assert_eq!(o["model-version"], "3");
+        assert_eq!(o["image"], "registry.local/hp:3");
+        assert_eq!(o["drift-share"], "0.273");
+        assert_eq!(o["tests-passed"], "9");
+        assert_eq!(o["tests-failed"], "0");
+        assert_eq!(o["run-dir"], run_dir.display().to_string());
+        assert_eq!(o["exit-code"], "0");
+        assert_eq!(o["conclusion"], "success");
+        assert_eq!(o["check-run-url"], "https://github.com/o/r/runs/1");
+        assert_eq!(o["diagnostics"], "");
+        assert!(
+            !ws.path()
+                .join("_runner_temp/health-predict-action")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn a_failed_command_still_publishes_collects_diagnostics_and_cleans_up() {
+        let ws = tempfile::tempdir().unwrap();
+        let bin = fake_binary(ws.path());
+        let log = ws.path().join("calls.log");
+        let out = run_action(
+            &[("command", "pipeline"), ("binary", bin.to_str().unwrap())],
+            ws.path(),
+            &[
+                ("FAKE_LOG", log.display().to_string()),
+                ("FAKE_EXIT", "3".into()),
+            ],
+        );
+        assert_eq!(out.steps["run"], "failure");
+        assert_eq!(out.steps["publish"], "success");
+        assert_eq!(out.steps["diagnostics"], "success");
+        assert_eq!(out.steps["cleanup"], "success");
+        assert_eq!(out.outputs["exit-code"], "3");
+        assert_eq!(out.outputs["decision"], "promote");
+        let diag = PathBuf::from(&out.outputs["diagnostics"]);
+        assert!(diag.join("run.json").is_file(), "{}", diag.display());
+        let context = std::fs::read_to_string(diag.join("context.txt")).unwrap();
+        assert!(context.contains("exit-code=3"), "{context}");
+        // Cleanup keeps only the diagnostics.
+        let left: Vec<_> = std::fs::read_dir(diag.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["diagnostics"]);
+    }
+
+    #[test]
+    fn unknown_commands_and_missing_inputs_fail_before_running_anything() {
+        let ws = tempfile::tempdir().unwrap();
+        let bin = fake_binary(ws.path());
+        let log = ws.path().join("calls.log");
+        for (inputs, message) in [
+            (vec![("command", "launch")], "unknown command 'launch'"),
+            (
+                vec![("command", "deploy")],
+                "command deploy needs the image input",
+            ),
+        ] {
+            let mut given = inputs.clone();
+            given.push(("binary", bin.to_str().unwrap()));
+            let out = run_action(
+                &given,
+                ws.path(),
+                &[("FAKE_LOG", log.display().to_string())],
+            );
+            assert_eq!(out.steps["run"], "failure", "{message}");
+            assert_eq!(out.outputs["exit-code"], "");
+        }
+        assert!(calls(&log).iter().all(|c| c[0] == "--version"));
+    }
+}
