@@ -1135,3 +1135,102 @@ esac
         assert!(calls(&log).iter().all(|c| c[0] == "--version"));
     }
 }
+
+// ---------------------------------------------------------------- workflow linting
+
+fn workflows() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/workflows");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_four_workflows_exist() {
+    let names: Vec<String> = workflows()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for w in [
+        "ci.yml",
+        "deploy.yml",
+        "pr-check.yml",
+        "scheduled-retrain.yml",
+    ] {
+        assert!(names.iter().any(|n| n == w), "missing {w} in {names:?}");
+    }
+}
+
+#[test]
+fn actionlint_passes_on_every_workflow() {
+    let Some(actionlint) = support::require_tool("actionlint") else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(actionlint);
+    cmd.arg("-no-color")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(workflows());
+    let (code, stdout, stderr) = support::run(&mut cmd);
+    assert_eq!(code, 0, "actionlint found problems:\n{stdout}{stderr}");
+}
+
+#[test]
+fn workflows_pin_actions_by_commit_and_keep_expressions_out_of_run_blocks() {
+    for wf in workflows() {
+        let text = std::fs::read_to_string(&wf).unwrap();
+        let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        let name = wf.display();
+        assert!(
+            doc.get("permissions").is_some(),
+            "{name}: no top-level permissions"
+        );
+        assert!(
+            doc.get("concurrency").is_some(),
+            "{name}: no concurrency group"
+        );
+        for (job_name, job) in doc["jobs"].as_mapping().unwrap() {
+            for step in job["steps"].as_sequence().unwrap() {
+                if let Some(run) = step.get("run").and_then(|r| r.as_str()) {
+                    assert!(
+                        !run.contains("${{"),
+                        "{name} {job_name:?}: expression in run:\n{run}"
+                    );
+                }
+                if let Some(uses) = step.get("uses").and_then(|u| u.as_str()) {
+                    if uses.starts_with("./") {
+                        continue;
+                    }
+                    let sha = uses.split('@').nth(1).unwrap_or("");
+                    assert!(
+                        sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+                        "{name}: {uses} is not pinned to a full commit SHA"
+                    );
+                    let line = text.lines().find(|l| l.contains(uses)).unwrap();
+                    assert!(line.contains("# v"), "{name}: say which tag {uses} is");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn action_and_workflows_match_their_json_schemas() {
+    let Some(check) = support::require_tool("check-jsonschema") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut a = std::process::Command::new(&check);
+    a.args(["--builtin-schema", "vendor.github-actions"])
+        .arg(root.join("action/action.yml"));
+    let (code, stdout, stderr) = support::run(&mut a);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut w = std::process::Command::new(&check);
+    w.args(["--builtin-schema", "vendor.github-workflows"])
+        .args(workflows());
+    let (code, stdout, stderr) = support::run(&mut w);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
