@@ -151,7 +151,7 @@ fn longest_backtick_run(s: &str) -> usize {
 /// A collapsible `<details>` section (GitHub renders the Markdown inside it).
 pub fn details(summary: &str, body: &str) -> String {
     format!(
-        "<details><summary>{}</summary>\n\n{}\n</details>\n",
+        "<details><summary>{}</summary>\n\n{}\n</details>\n\n",
         escape_cell(summary),
         body.trim_end()
     )

@@ -407,6 +407,7 @@ async fn pr_comment_is_created_once_and_updated_on_the_second_run() {
     assert!(text.starts_with("<!-- health-predict:report check=\"health-predict\" -->\n"));
     assert!(text.contains("decision promote"), "{text}");
     assert!(text.contains("| auc | 0.69 | 0.68 | +0.01 |"), "{text}");
+    insta::assert_snapshot!("pr_comment_body", text);
     // The check run goes on the PR's head commit, not the merge commit.
     let check = requests_to(&reqs, "POST", "/check-runs");
     let cbody: Value = serde_json::from_slice(&check[0].body).unwrap();
@@ -550,6 +551,43 @@ async fn secondary_rate_limit_is_retried_after_retry_after() {
     let report: Value = serde_json::from_str(&stdout).expect(&stdout);
     assert_eq!(report["check_run"]["status"], "done");
     assert_eq!(report["conclusion"], "success");
+}
+
+#[tokio::test]
+async fn an_oversized_job_summary_is_trimmed_under_1_mib_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = junit_with_failures(dir.path(), 1, 1);
+    let extra = dir.path().join("extra.md");
+    let mut md = String::from("## Extra\n\n```\n");
+    while md.len() < 1_600_000 {
+        md.push_str("a long line of pipeline log output that nobody will read in full\n");
+    }
+    md.push_str("```\n");
+    std::fs::write(&extra, &md).unwrap();
+    let mut cmd = publish_cmd("http://127.0.0.1:9", dir.path(), None);
+    cmd.env_remove("GITHUB_TOKEN")
+        .args(["--output", "json", "--junit"])
+        .arg(&junit)
+        .arg("--summary")
+        .arg(&extra);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 4, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(report["check_run"]["status"], "skipped");
+    let written = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(written.len() <= 1024 * 1024, "{}", written.len());
+    assert!(written.contains("bytes left out to stay within the 1048576-byte limit"));
+    assert!(
+        written.contains("### API tests"),
+        "the report comes before the extra Markdown"
+    );
+    let trimmed = report["summary_trimmed_bytes"].as_u64().unwrap() as usize;
+    assert!(trimmed > 500_000, "{trimmed}");
+    assert_eq!(
+        outputs(&dir.path().join("output.txt"))["summary-trimmed-bytes"],
+        trimmed.to_string()
+    );
+    assert!(stderr.contains("the job summary was trimmed"), "{stderr}");
 }
 
 #[tokio::test]
