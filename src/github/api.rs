@@ -41,8 +41,9 @@ impl Failure {
             Failure::Status {
                 wait: Some(wait), ..
             } => {
-                // A wait longer than the whole deadline (an exhausted hourly quota) cannot succeed.
-                if *wait > policy.deadline {
+                // Retrying earlier than GitHub asks only burns attempts; a longer wait (an
+                // exhausted hourly quota) fails now with the reason.
+                if *wait > policy.max_delay {
                     Decision::Stop
                 } else {
                     Decision::RetryAfter(*wait)
@@ -74,6 +75,20 @@ impl Api {
                 reason: e.to_string(),
             })?;
         Ok(Api { octo, policy })
+    }
+
+    /// The retry policy in use.
+    pub fn policy(&self) -> Backoff {
+        self.policy
+    }
+
+    /// The same client with a different retry policy (e.g. one attempt for a non-idempotent
+    /// request whose outcome must be checked before trying again).
+    pub fn with_policy(&self, policy: Backoff) -> Api {
+        Api {
+            octo: self.octo.clone(),
+            policy,
+        }
     }
 
     /// Sends `method path` with an optional JSON body and decodes the answer, retrying as the

@@ -61,22 +61,58 @@ pub async fn upsert(
             .await?,
             Action::Updated,
         ),
-        None => (
-            api.call(
-                "create PR comment",
-                Method::POST,
-                &format!("/repos/{}/{}/issues/{pr}/comments", repo.owner, repo.name),
-                Some(&json!({ "body": body })),
-            )
-            .await?,
-            Action::Created,
-        ),
+        None => (create(api, repo, pr, marker, &body).await?, Action::Created),
     };
     Ok(Upserted {
         id: comment.id.into_inner(),
         url: comment.html_url.to_string(),
         action,
     })
+}
+
+/// Creates the comment. Creation is not idempotent: when an attempt fails in a way that may have
+/// reached GitHub (5xx, connection lost), look for the marker before trying again, so a retry
+/// never leaves two comments.
+async fn create(
+    api: &Api,
+    repo: &Repo,
+    pr: u64,
+    marker: &str,
+    body: &str,
+) -> Result<Comment, GithubError> {
+    let url = format!("/repos/{}/{}/issues/{pr}/comments", repo.owner, repo.name);
+    let payload = json!({ "body": body });
+    let once = api.with_policy(api.policy().with_attempts(1));
+    match once
+        .call("create PR comment", Method::POST, &url, Some(&payload))
+        .await
+    {
+        Ok(c) => Ok(c),
+        Err(
+            e @ (GithubError::Api {
+                status: 400..=499, ..
+            }
+            | GithubError::Decode { .. }),
+        ) => Err(e),
+        Err(first) => {
+            tracing::info!("creating the PR comment failed ({first}); checking whether it exists");
+            match find(api, repo, pr, marker).await? {
+                Some(id) => {
+                    api.call(
+                        "update PR comment",
+                        Method::PATCH,
+                        &format!("/repos/{}/{}/issues/comments/{id}", repo.owner, repo.name),
+                        Some(&payload),
+                    )
+                    .await
+                }
+                None => {
+                    api.call("create PR comment", Method::POST, &url, Some(&payload))
+                        .await
+                }
+            }
+        }
+    }
 }
 
 async fn find(api: &Api, repo: &Repo, pr: u64, marker: &str) -> Result<Option<u64>, GithubError> {

@@ -415,6 +415,56 @@ async fn pr_comment_is_created_once_and_updated_on_the_second_run() {
 }
 
 #[tokio::test]
+async fn a_comment_creation_that_failed_in_flight_is_not_posted_twice() {
+    let server = MockServer::start().await;
+    let pr = 21;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(check_run_responder(11))
+        .mount(&server)
+        .await;
+    let list = format!("/repos/{REPO}/issues/{pr}/comments");
+    let ours = "<!-- health-predict:report check=\"health-predict\" -->\nfirst";
+    Mock::given(method("GET"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    // The POST timed out at the proxy, but GitHub had created the comment.
+    Mock::given(method("GET"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([comment(77, pr, ours)])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(502).set_body_string("Bad Gateway"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("/repos/{REPO}/issues/comments/77")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(comment(77, pr, ours)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = junit_with_failures(dir.path(), 0, 1);
+    let event = pr_event(dir.path(), pr, false);
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), Some(&event));
+    cmd.args(["--output", "json", "--junit"]).arg(&junit);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(report["comment"]["status"], "done", "{report}");
+    assert_eq!(
+        report["comment_url"],
+        format!("https://github.com/{REPO}/pull/{pr}#issuecomment-77")
+    );
+}
+
+#[tokio::test]
 async fn fork_pull_request_with_read_only_token_degrades_to_summary_and_annotations() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
