@@ -169,6 +169,7 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
         };
     }
     known!(crate::data::DataError, crate::pipeline::config::ConfigError);
+    known!(crate::github::GithubError);
     None
 }
 
