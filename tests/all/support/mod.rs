@@ -19,7 +19,10 @@ pub fn shared_data() -> Option<PathBuf> {
         if in_ci() {
             panic!("CI=true but {} is missing", p.display());
         }
-        eprintln!("skipped: {} is absent (tests on the real data need it)", p.display());
+        eprintln!(
+            "skipped: {} is absent (tests on the real data need it)",
+            p.display()
+        );
         None
     }
 }
