@@ -168,7 +168,7 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError);
+    known!(crate::data::DataError, crate::kube::KubeError);
     None
 }
 

@@ -19,7 +19,10 @@ pub fn shared_data() -> Option<PathBuf> {
         if in_ci() {
             panic!("CI=true but {} is missing", p.display());
         }
-        eprintln!("skipped: {} is absent (tests on the real data need it)", p.display());
+        eprintln!(
+            "skipped: {} is absent (tests on the real data need it)",
+            p.display()
+        );
         None
     }
 }
@@ -70,3 +73,4 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+pub mod fake_kube;
