@@ -6,6 +6,7 @@
 //! credentials for pull secrets come from the caller.
 
 pub mod error;
+pub mod manifests;
 pub mod pull_secret;
 
 pub use error::KubeError;

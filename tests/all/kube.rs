@@ -138,3 +138,46 @@ async fn pull_secret_failure_is_classified_without_leaking() {
     assert!(!text.contains("leaky-pw"), "{text}");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn manifests_validate_and_kind_maps_the_node_port() {
+    use health_predict::kube::manifests;
+    let docs = manifests::bundled().expect("bundled manifests parse");
+    let problems = manifests::validate(&docs);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The files on disk are the ones bundled (no stale copy in the binary).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s");
+    let mut on_disk = 0;
+    for entry in std::fs::read_dir(&dir).expect("k8s/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let bundled = manifests::BUNDLED.iter().find(|(f, _)| *f == name);
+            assert_eq!(
+                bundled.map(|(_, t)| *t),
+                Some(text.as_str()),
+                "{name} is not bundled"
+            );
+            on_disk += 1;
+        }
+    }
+    assert_eq!(on_disk, manifests::BUNDLED.len());
+    let kind_text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kind-config/kind.yaml"),
+    )
+    .unwrap();
+    let kind: serde_json::Value = serde_saphyr::from_str(&kind_text).unwrap();
+    assert_eq!(kind["kind"], "Cluster");
+    let mapped: Vec<u64> = kind["nodes"][0]["extraPortMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["containerPort"].as_u64().unwrap())
+        .collect();
+    let node_port = manifests::node_port(&docs).expect("fixed nodePort");
+    assert!(
+        mapped.contains(&u64::from(node_port)),
+        "{mapped:?} vs {node_port}"
+    );
+}
