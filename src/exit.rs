@@ -168,7 +168,11 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::aws::AwsError);
+    known!(
+        crate::data::DataError,
+        crate::kube::KubeError,
+        crate::aws::AwsError
+    );
     None
 }
 

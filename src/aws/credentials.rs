@@ -303,7 +303,7 @@ async fn assume_role(
                         AwsError::AccessDenied {
                             role_arn: role_arn.into(),
                             message,
-                            claims: token_claims(token.expose()),
+                            claims: Box::new(token_claims(token.expose())),
                         }
                     }
                     Some("ExpiredTokenException" | "ExpiredToken") => AwsError::Expired {
@@ -401,7 +401,7 @@ fn classify_chain_error(e: &aws_credential_types::provider::error::CredentialsEr
         AwsError::AccessDenied {
             role_arn: std::env::var("AWS_ROLE_ARN").unwrap_or_else(|_| "the role".into()),
             message,
-            claims,
+            claims: Box::new(claims),
         }
     } else {
         AwsError::NoCredentials { message }

@@ -394,7 +394,7 @@ impl TarBuilder {
         } else {
             let trimmed = path.trim_end_matches('/');
             let split = trimmed[..trimmed.len().min(155)].rfind('/').unwrap_or(0);
-            let (pre, rest) = (path[..split].as_bytes(), path[split + 1..].as_bytes());
+            let (pre, rest) = (&path.as_bytes()[..split], &path.as_bytes()[split + 1..]);
             h[..rest.len().min(100)].copy_from_slice(&rest[..rest.len().min(100)]);
             h[345..345 + pre.len()].copy_from_slice(pre);
         }
@@ -732,7 +732,7 @@ impl Pusher {
                 v.get("token")
                     .or_else(|| v.get("access_token"))
                     .and_then(|t| t.as_str())
-                    .map(|t| Secret::new(t))
+                    .map(Secret::new)
                     .ok_or_else(|| {
                         self.registry_error(
                             "token",

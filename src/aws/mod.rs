@@ -93,7 +93,7 @@ pub enum AwsError {
     AccessDenied {
         role_arn: String,
         message: String,
-        claims: TokenClaims,
+        claims: Box<TokenClaims>,
     },
     #[error("{what} has expired: {message}")]
     Expired { what: &'static str, message: String },
@@ -272,11 +272,11 @@ mod tests {
         let e = AwsError::AccessDenied {
             role_arn: "arn:aws:iam::1:role/x".into(),
             message: "Not authorized".into(),
-            claims: TokenClaims {
+            claims: Box::new(TokenClaims {
                 sub: Some("repo:o/r:ref:refs/heads/main".into()),
                 aud: Some("sts.amazonaws.com".into()),
                 ..TokenClaims::default()
-            },
+            }),
         };
         assert!(e.to_string().contains("repo:o/r:ref:refs/heads/main"));
         assert!(e.hint().unwrap().contains("sts.amazonaws.com"));
