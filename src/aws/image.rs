@@ -37,6 +37,8 @@ pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const DOCKER_LIST_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Where the binary lives in the image.
 pub const BINARY_PATH: &str = "usr/local/bin/health-predict";
+/// Where the CA bundle goes (the path rustls-native-certs and OpenSSL look at on Debian).
+pub const CA_BUNDLE_PATH: &str = "etc/ssl/certs/ca-certificates.crt";
 /// Where the model lives in the image (file name kept).
 pub const MODEL_DIR: &str = "model";
 
@@ -70,6 +72,9 @@ pub struct BuildSpec {
     pub serve_args: Vec<String>,
     /// The container port to declare.
     pub port: Option<u16>,
+    /// A CA bundle to add at `etc/ssl/certs/ca-certificates.crt` (a scratch image has none, and
+    /// the in-cluster ECR refresher calls STS and ECR over TLS).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// A content-addressed blob.
@@ -140,6 +145,9 @@ pub fn build(spec: &BuildSpec) -> Result<Image, AwsError> {
             let inside = lib.to_string_lossy().trim_start_matches('/').to_owned();
             tar.file(&inside, 0o755, &bytes);
         }
+    }
+    if let Some(ca) = &spec.ca_bundle {
+        tar.file(CA_BUNDLE_PATH, 0o644, &read(ca)?);
     }
     let files = tar.files.clone();
     let tar = tar.finish();
@@ -978,6 +986,7 @@ mod tests {
             base,
             serve_args: vec!["--host".into(), "0.0.0.0".into()],
             port: Some(8000),
+            ca_bundle: None,
         }
     }
 
