@@ -1,0 +1,258 @@
+//! A real `moto_server` (PyPI `moto[server]`) on 127.0.0.1 for STS and ECR, and a fault-injection
+//! proxy in front of it that answers scripted faults (429/`ThrottlingException`, 5xx, AWS error
+//! codes, slow answers past the client's timeout) before passing requests through, and records
+//! what passed (so tests learn the session credentials STS handed out and can scan for them).
+
+use std::collections::{HashMap, VecDeque};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+
+use super::{free_port, require_tool};
+
+/// A running moto server; killed on drop.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port and waits until it answers (None: skipped locally).
+    pub fn start() -> Option<Moto> {
+        let exe = require_tool("moto_server")?;
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new(&exe)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts");
+            let mut moto = Moto {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = moto.child.try_wait() {
+                    break; // port taken in the meantime: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(moto);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("moto_server did not start");
+    }
+}
+
+/// A scripted answer for one request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status, content type and body instead of passing through.
+    Answer {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
+    /// Wait this long, then pass through (a client with a shorter timeout gives up first).
+    Delay(Duration),
+}
+
+impl Fault {
+    /// An ECR (JSON 1.1) error.
+    pub fn ecr(status: u16, code: &str, message: &str) -> Fault {
+        Fault::Answer {
+            status,
+            content_type: "application/x-amz-json-1.1",
+            body: format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+        }
+    }
+
+    /// An STS (query protocol, XML) error.
+    pub fn sts(status: u16, code: &str, message: &str) -> Fault {
+        Fault::Answer {
+            status,
+            content_type: "text/xml",
+            body: format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                 <Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+            ),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ProxyState {
+    faults: HashMap<String, VecDeque<Fault>>,
+    calls: HashMap<String, u32>,
+    responses: Vec<(String, String)>,
+}
+
+type Shared = Arc<(Mutex<ProxyState>, String, reqwest::Client)>;
+
+/// The proxy in front of moto. Actions are ECR targets (`GetAuthorizationToken`) or STS actions
+/// (`AssumeRoleWithWebIdentity`).
+pub struct FaultProxy {
+    pub url: String,
+    state: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> FaultProxy {
+        health_predict::install_crypto_provider();
+        let state: Shared = Arc::new((
+            Mutex::new(ProxyState::default()),
+            upstream.trim_end_matches('/').to_owned(),
+            reqwest::Client::new(),
+        ));
+        let app = axum::Router::new()
+            .fallback(proxy)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultProxy {
+            url: format!("http://{addr}"),
+            state,
+            server,
+        }
+    }
+
+    /// Queues faults for the next requests of `action`.
+    pub fn inject(&self, action: &str, faults: impl IntoIterator<Item = Fault>) {
+        let mut s = self.state.0.lock().expect("lock");
+        s.faults
+            .entry(action.to_owned())
+            .or_default()
+            .extend(faults);
+    }
+
+    /// Requests seen for `action` (faulted or passed through).
+    pub fn calls(&self, action: &str) -> u32 {
+        let s = self.state.0.lock().expect("lock");
+        s.calls.get(action).copied().unwrap_or(0)
+    }
+
+    /// Bodies moto answered, with their action.
+    pub fn responses(&self) -> Vec<(String, String)> {
+        self.state.0.lock().expect("lock").responses.clone()
+    }
+
+    /// Every `<tag>value</tag>` in the answers (e.g. `SecretAccessKey`, `SessionToken`).
+    pub fn xml_values(&self, tag: &str) -> Vec<String> {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        let mut out = Vec::new();
+        for (_, body) in self.responses() {
+            let mut rest = body.as_str();
+            while let Some(i) = rest.find(&open) {
+                let after = &rest[i + open.len()..];
+                let Some(j) = after.find(&close) else { break };
+                out.push(after[..j].to_owned());
+                rest = &after[j..];
+            }
+        }
+        out
+    }
+}
+
+fn action_of(headers: &http::HeaderMap, body: &[u8]) -> String {
+    if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return t.rsplit('.').next().unwrap_or(t).to_owned();
+    }
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+async fn proxy(State(state): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let action = action_of(&parts.headers, &body);
+    let fault = {
+        let mut s = state.0.lock().expect("lock");
+        *s.calls.entry(action.clone()).or_default() += 1;
+        s.faults.get_mut(&action).and_then(|q| q.pop_front())
+    };
+    match fault {
+        Some(Fault::Answer {
+            status,
+            content_type,
+            body,
+        }) => {
+            return Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .expect("response");
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let url = format!(
+        "{}{}",
+        state.1,
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let mut up = state.2.request(parts.method.clone(), url).body(body);
+    for (k, v) in parts.headers.iter() {
+        if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+            up = up.header(k, v);
+        }
+    }
+    let resp = match up.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::builder()
+                .status(502)
+                .body(Body::from(format!("proxy: {e}")))
+                .expect("response");
+        }
+    };
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    state
+        .0
+        .lock()
+        .expect("lock")
+        .responses
+        .push((action, String::from_utf8_lossy(&bytes).into_owned()));
+    let mut out = Response::builder().status(status);
+    for (k, v) in headers.iter() {
+        if k != http::header::CONTENT_LENGTH && k != http::header::TRANSFER_ENCODING {
+            out = out.header(k, v);
+        }
+    }
+    out.body(Body::from(bytes)).expect("response")
+}
