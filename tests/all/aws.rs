@@ -740,3 +740,120 @@ async fn watch_refreshes_each_cycle_and_stops_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_cronjob_uses_the_web_identity_token_file() {
+    let Some(w) = world().await else { return };
+    // What the CronJob in k8s/ecr-refresher.yaml sets: a projected service-account token file,
+    // the role, the region and a session name; no GitHub variables and no keys.
+    let token_file = w.dir.path().join("token");
+    let jwt = format!(
+        "eyJhbGciOiJSUzI1NiJ9.{}.c2lnbmF0dXJl",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"sub":"system:serviceaccount:health-predict:ecr-refresher","aud":"sts.amazonaws.com"}"#)
+    );
+    std::fs::write(&token_file, &jwt).expect("token file");
+    let mut c = w.cmd(&[
+        "ecr",
+        "refresh-secret",
+        "--namespace",
+        "health-predict",
+        "--secret-name",
+        "ecr-pull",
+        "--service-account",
+        "health-predict",
+        "--output",
+        "json",
+        "-vv",
+    ]);
+    c.env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .env_remove("HEALTH_PREDICT_AWS_ROLE_ARN")
+        .env(
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/health-predict-ecr-refresher",
+        )
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_ROLE_SESSION_NAME", "health-predict-ecr-refresher");
+    let (code, out, err) = exec(c).await;
+    assert_eq!(code, 0, "{err}");
+    let report = json_of(&out);
+    assert_eq!(report["cycles"][0]["credentials"], "default-chain");
+    assert_eq!(w.proxy.calls("AssumeRoleWithWebIdentity"), 1);
+    assert!(w.oidc.issued().is_empty(), "no GitHub token in a pod");
+    assert_eq!(
+        w.pull_config("health-predict")["auths"][ECR_HOST]["auth"],
+        STANDARD.encode("AWS:123456789012-auth-token")
+    );
+    assert!(!err.contains(&jwt) && !out.contains(&jwt));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_faults_are_retried_and_chunked_uploads_work() {
+    let Some(registry) = Registry::start("AWS", "registry-password-3d9e") else {
+        return;
+    };
+    let proxy = FaultProxy::start(&registry.url).await;
+    proxy.inject("GET v2", [Fault::registry(503, "UNAVAILABLE")]);
+    proxy.inject("HEAD blobs", [Fault::Delay(Duration::from_secs(4))]);
+    proxy.inject("POST uploads", [Fault::registry(429, "TOOMANYREQUESTS")]);
+    proxy.inject("PATCH uploads", [Fault::registry(500, "UNKNOWN")]);
+    proxy.inject("PUT manifests", [Fault::registry(502, "UNAVAILABLE")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.json");
+    std::fs::write(&model, b"{}").expect("model");
+    let push = |tag: &str| {
+        let mut c = bin();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HEALTH_PREDICT_REGISTRY_PASSWORD", "registry-password-3d9e")
+            .args([
+                "image",
+                "push",
+                "--registry",
+                proxy.url.as_str(),
+                "--registry-user",
+                "AWS",
+                "--repository",
+                "team/health-predict",
+                "--tag",
+                tag,
+                "--model",
+                model.to_str().expect("utf8"),
+                "--chunk-mib",
+                "1",
+                "--registry-timeout",
+                "2s",
+                "--output",
+                "json",
+            ]);
+        c
+    };
+    let (code, out, err) = exec(push("chunked")).await;
+    assert_eq!(code, 0, "{err}");
+    let report = json_of(&out);
+    assert_eq!(report["uploaded_blobs"], 2);
+    // Each fault cost one extra request, and the layer went up in 1 MiB chunks.
+    assert_eq!(proxy.calls("GET v2"), 2);
+    assert!(
+        proxy.calls("HEAD blobs") >= 3,
+        "{}",
+        proxy.calls("HEAD blobs")
+    );
+    assert_eq!(proxy.calls("PUT manifests"), 2);
+    let layer_bytes = report["uploaded_bytes"].as_u64().expect("bytes");
+    let chunks = layer_bytes.div_ceil(1 << 20) as u32;
+    assert!(
+        proxy.calls("PATCH uploads") >= chunks,
+        "{} < {chunks}",
+        proxy.calls("PATCH uploads")
+    );
+
+    // A real refusal (400) is reported at once, not retried.
+    proxy.inject("PUT manifests", [Fault::registry(400, "MANIFEST_INVALID")]);
+    let before = proxy.calls("PUT manifests");
+    let (code, _, err) = exec(push("refused")).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("MANIFEST_INVALID"), "{err}");
+    assert_eq!(proxy.calls("PUT manifests"), before + 1);
+}

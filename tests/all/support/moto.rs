@@ -1,5 +1,5 @@
 //! A real `moto_server` (PyPI `moto[server]`) on 127.0.0.1 for STS and ECR, and a fault-injection
-//! proxy in front of it that answers scripted faults (429/`ThrottlingException`, 5xx, AWS error
+//! proxy in front of it (or of the registry) that answers scripted faults (429/`ThrottlingException`, 5xx, AWS error
 //! codes, slow answers past the client's timeout) before passing requests through, and records
 //! what passed (so tests learn the session credentials STS handed out and can scan for them).
 
@@ -78,6 +78,15 @@ impl Fault {
             status,
             content_type: "application/x-amz-json-1.1",
             body: format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+        }
+    }
+
+    /// An OCI distribution API error.
+    pub fn registry(status: u16, code: &str) -> Fault {
+        Fault::Answer {
+            status,
+            content_type: "application/json",
+            body: format!(r#"{{"errors":[{{"code":"{code}","message":"injected"}}]}}"#),
         }
     }
 
@@ -180,21 +189,35 @@ impl FaultProxy {
     }
 }
 
-fn action_of(headers: &http::HeaderMap, body: &[u8]) -> String {
+/// The request's name for fault scripts: the ECR target or STS action (`GetAuthorizationToken`,
+/// `AssumeRoleWithWebIdentity`), or for the OCI distribution API the method and route
+/// (`GET v2`, `HEAD blobs`, `POST uploads`, `PATCH uploads`, `PUT uploads`, `PUT manifests`).
+fn action_of(method: &http::Method, path: &str, headers: &http::HeaderMap, body: &[u8]) -> String {
     if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return t.rsplit('.').next().unwrap_or(t).to_owned();
     }
     let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .unwrap_or("unknown")
-        .to_owned()
+    if let Some(a) = text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return a.to_owned();
+    }
+    let route = if path == "/v2/" || path == "/v2" {
+        "v2"
+    } else if path.contains("/blobs/uploads") {
+        "uploads"
+    } else if path.contains("/blobs/") {
+        "blobs"
+    } else if path.contains("/manifests/") {
+        "manifests"
+    } else {
+        "other"
+    };
+    format!("{method} {route}")
 }
 
 async fn proxy(State(state): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = to_bytes(body, 64 << 20).await.unwrap_or_default();
-    let action = action_of(&parts.headers, &body);
+    let action = action_of(&parts.method, parts.uri.path(), &parts.headers, &body);
     let fault = {
         let mut s = state.0.lock().expect("lock");
         *s.calls.entry(action.clone()).or_default() += 1;
@@ -226,7 +249,8 @@ async fn proxy(State(state): State<Shared>, req: Request) -> Response {
     );
     let mut up = state.2.request(parts.method.clone(), url).body(body);
     for (k, v) in parts.headers.iter() {
-        if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+        // Host is kept: a registry builds upload `Location`s from it, so they point back here.
+        if k != http::header::CONTENT_LENGTH {
             up = up.header(k, v);
         }
     }
