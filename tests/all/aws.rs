@@ -857,3 +857,50 @@ async fn registry_faults_are_retried_and_chunked_uploads_work() {
     assert!(err.contains("MANIFEST_INVALID"), "{err}");
     assert_eq!(proxy.calls("PUT manifests"), before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_through_a_bearer_token_realm() {
+    let Some(registry) = Registry::start_open() else {
+        return;
+    };
+    let gate = FaultProxy::start(&registry.url).await;
+    gate.require_bearer("robot", "robot-password-55e1", "bearer-token-0b7c2f");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.json");
+    std::fs::write(&model, b"{}").expect("model");
+    let mut c = bin();
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HEALTH_PREDICT_REGISTRY_PASSWORD", "robot-password-55e1")
+        .args([
+            "image",
+            "push",
+            "--registry",
+            gate.url.as_str(),
+            "--registry-user",
+            "robot",
+            "--repository",
+            "health-predict",
+            "--tag",
+            "bearer",
+            "--model",
+            model.to_str().expect("utf8"),
+            "--output",
+            "json",
+            "-vv",
+        ]);
+    let (code, out, err) = exec(c).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&out)["uploaded_blobs"], 2);
+    let scopes = gate.token_scopes();
+    assert_eq!(scopes.len(), 1, "{scopes:?}");
+    assert!(scopes[0].contains("service=fake-registry"), "{scopes:?}");
+    assert!(
+        scopes[0].contains("scope=repository%3Ahealth-predict%3Apull%2Cpush"),
+        "{scopes:?}"
+    );
+    let all = format!("{out}{err}");
+    for s in ["robot-password-55e1", "bearer-token-0b7c2f"] {
+        assert!(!all.contains(s), "a secret leaked");
+    }
+}

@@ -103,8 +103,18 @@ impl Fault {
     }
 }
 
+/// Token auth as Docker Hub, GHCR or ECR Public do it: 401 with a `Bearer realm` challenge, a
+/// token endpoint that takes Basic credentials and a scope, then `Authorization: Bearer`.
+#[derive(Clone)]
+struct Gate {
+    basic: String,
+    token: String,
+    scopes: Vec<String>,
+}
+
 #[derive(Default)]
 struct ProxyState {
+    gate: Option<Gate>,
     faults: HashMap<String, VecDeque<Fault>>,
     calls: HashMap<String, u32>,
     responses: Vec<(String, String)>,
@@ -158,6 +168,27 @@ impl FaultProxy {
             .entry(action.to_owned())
             .or_default()
             .extend(faults);
+    }
+
+    /// Puts a bearer-token gate in front of the upstream (an open registry): `/token` answers
+    /// `token` to Basic `user:password`, and every other request needs `Bearer token`.
+    pub fn require_bearer(&self, user: &str, password: &str, token: &str) {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.state.0.lock().expect("lock").gate = Some(Gate {
+            basic: format!("Basic {basic}"),
+            token: token.to_owned(),
+            scopes: Vec::new(),
+        });
+    }
+
+    /// The scopes the token endpoint was asked for.
+    pub fn token_scopes(&self) -> Vec<String> {
+        let s = self.state.0.lock().expect("lock");
+        s.gate
+            .as_ref()
+            .map(|g| g.scopes.clone())
+            .unwrap_or_default()
     }
 
     /// Requests seen for `action` (faulted or passed through).
@@ -218,6 +249,48 @@ async fn proxy(State(state): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = to_bytes(body, 64 << 20).await.unwrap_or_default();
     let action = action_of(&parts.method, parts.uri.path(), &parts.headers, &body);
+    let authorization = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let gate = state.0.lock().expect("lock").gate.clone();
+    if let Some(gate) = gate {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if parts.uri.path() == "/token" {
+            if authorization != gate.basic {
+                return Response::builder()
+                    .status(401)
+                    .body(Body::empty())
+                    .expect("response");
+            }
+            let query = parts.uri.query().unwrap_or("").to_owned();
+            let mut s = state.0.lock().expect("lock");
+            if let Some(g) = s.gate.as_mut() {
+                g.scopes.push(query);
+            }
+            return Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(format!(r#"{{"token":"{}"}}"#, gate.token)))
+                .expect("response");
+        }
+        if authorization != format!("Bearer {}", gate.token) {
+            return Response::builder()
+                .status(401)
+                .header(
+                    "www-authenticate",
+                    format!(r#"Bearer realm="http://{host}/token",service="fake-registry""#),
+                )
+                .body(Body::empty())
+                .expect("response");
+        }
+    }
     let fault = {
         let mut s = state.0.lock().expect("lock");
         *s.calls.entry(action.clone()).or_default() += 1;

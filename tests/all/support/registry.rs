@@ -31,16 +31,32 @@ impl Registry {
     /// Starts `docker-registry serve` with our own config: loopback only, filesystem storage in a
     /// temp dir, htpasswd auth for `user:password` (bcrypt hash made by `htpasswd -B`).
     pub fn start(user: &str, password: &str) -> Option<Registry> {
+        Self::start_with(Some((user, password)))
+    }
+
+    /// A registry without auth (for tests that put their own gate in front).
+    pub fn start_open() -> Option<Registry> {
+        Self::start_with(None)
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Option<Registry> {
         let exe = require_tool("docker-registry")?;
-        let htpasswd = require_tool("htpasswd")?;
         let dir = tempfile::tempdir().expect("tempdir");
-        let hash = Command::new(&htpasswd)
-            .args(["-nbB", user, password])
-            .output()
-            .expect("htpasswd runs");
-        assert!(hash.status.success(), "htpasswd failed");
-        let auth = dir.path().join("htpasswd");
-        std::fs::write(&auth, &hash.stdout).expect("write htpasswd");
+        let mut auth_section = String::new();
+        if let Some((user, password)) = login {
+            let htpasswd = require_tool("htpasswd")?;
+            let hash = Command::new(&htpasswd)
+                .args(["-nbB", user, password])
+                .output()
+                .expect("htpasswd runs");
+            assert!(hash.status.success(), "htpasswd failed");
+            let auth = dir.path().join("htpasswd");
+            std::fs::write(&auth, &hash.stdout).expect("write htpasswd");
+            auth_section = format!(
+                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                auth.display()
+            );
+        }
         for _ in 0..3 {
             let port = free_port();
             let config = dir.path().join("config.yml");
@@ -48,9 +64,8 @@ impl Registry {
                 &config,
                 format!(
                     "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                     http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                     http:\n  addr: 127.0.0.1:{port}\n{auth_section}",
                     dir.path().join("data").display(),
-                    auth.display()
                 ),
             )
             .expect("write config");
