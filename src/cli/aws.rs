@@ -344,7 +344,7 @@ async fn refresh_secret(args: RefreshArgs, ctx: &Context) -> anyhow::Result<Exit
         next_refresh: None,
     };
     let mut last_ok;
-    let mut stop = Box::pin(shutdown());
+    let mut stop = Shutdown::install();
     let mut runs = 0u32;
     loop {
         runs += 1;
@@ -391,7 +391,7 @@ async fn refresh_secret(args: RefreshArgs, ctx: &Context) -> anyhow::Result<Exit
             .ok();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut stop => {
+            _ = stop.wait() => {
                 tracing::info!("stopping the refresh loop");
                 break;
             }
@@ -404,25 +404,36 @@ async fn refresh_secret(args: RefreshArgs, ctx: &Context) -> anyhow::Result<Exit
     Ok(if last_ok { Exit::Success } else { Exit::Infra })
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what a runner or the kubelet sends).
-async fn shutdown() {
+/// Ctrl-C and SIGTERM (what a runner or the kubelet sends), registered when created so a signal
+/// that arrives during a refresh is not fatal: it ends the loop after that refresh.
+struct Shutdown {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Shutdown {
+    fn install() -> Shutdown {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate())
+                .and_then(|t| signal(SignalKind::interrupt()).map(|i| (t, i)))
+                .ok();
+            Shutdown { signals }
         }
+        #[cfg(not(unix))]
+        Shutdown {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = self.signals.as_mut() {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
