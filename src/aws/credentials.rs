@@ -154,8 +154,6 @@ pub struct Resolved {
     pub source: &'static str,
     pub role_arn: Option<String>,
     pub expires_at: Option<jiff::Timestamp>,
-    /// Attempts the STS exchange took (1 when it succeeded at once).
-    pub attempts: u32,
 }
 
 /// Resolves credentials: the OIDC exchange (with retries, a fresh token every attempt) or the
@@ -194,7 +192,6 @@ pub async fn resolve(source: &Source, settings: &AwsSettings) -> Result<Resolved
                     source: "github-oidc",
                     role_arn: Some(role_arn.clone()),
                     expires_at,
-                    attempts: 1,
                 }),
                 Err(((AwsError::Api { message, .. }, _), attempts)) => Err(AwsError::Api {
                     service: "STS",
@@ -378,7 +375,6 @@ async fn default_chain(settings: &AwsSettings) -> Result<Resolved, AwsError> {
         source: "default-chain",
         role_arn: std::env::var("AWS_ROLE_ARN").ok(),
         expires_at,
-        attempts: 1,
     })
 }
 

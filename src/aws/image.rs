@@ -526,8 +526,10 @@ pub struct Pusher {
     target: Target,
     login: Option<RegistryLogin>,
     policy: Backoff,
-    /// Blobs larger than this are sent in PATCH chunks of this size.
-    pub chunk_size: usize,
+    /// Blobs larger than this are sent in PATCH chunks of this size; `None`: one `PUT` per blob.
+    /// Off by default: ECR answers an intermediate PATCH with 201 and drops the body of every
+    /// PATCH after the first (aws/containers-roadmap#2831), while POST + one PUT works everywhere.
+    pub chunk_size: Option<usize>,
     auth: Option<Secret>,
 }
 
@@ -554,7 +556,7 @@ impl Pusher {
             target,
             login,
             policy: Backoff::API,
-            chunk_size: 16 * 1024 * 1024,
+            chunk_size: None,
             auth: None,
         })
     }
@@ -820,10 +822,11 @@ impl Pusher {
                 return Err(self.status_failure("POST upload", resp).await);
             }
             let mut location = self.location(resp.headers(), "POST upload")?;
-            if blob.bytes.len() > self.chunk_size {
+            let chunk = self.chunk_size.filter(|&c| c > 0 && blob.bytes.len() > c);
+            if let Some(chunk) = chunk {
                 let mut offset = 0usize;
                 while offset < blob.bytes.len() {
-                    let end = (offset + self.chunk_size).min(blob.bytes.len());
+                    let end = (offset + chunk).min(blob.bytes.len());
                     let resp = self
                         .authorized(self.http.patch(location.as_str()))
                         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -832,7 +835,9 @@ impl Pusher {
                         .send()
                         .await
                         .map_err(|e| self.transport("PATCH chunk", e))?;
-                    if resp.status() != StatusCode::ACCEPTED {
+                    // The spec says 202; ECR answers 201.
+                    if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::CREATED
+                    {
                         return Err(self.status_failure("PATCH chunk", resp).await);
                     }
                     location = self.location(resp.headers(), "PATCH chunk")?;

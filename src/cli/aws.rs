@@ -485,8 +485,9 @@ pub struct PushArgs {
     /// Container port to declare.
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Blobs larger than this are uploaded in chunks of this many MiB.
-    #[arg(long, default_value_t = 16)]
+    /// Upload blobs larger than this many MiB in PATCH chunks of that size (0: one PUT per
+    /// blob). Keep 0 for ECR, which mishandles multi-chunk uploads.
+    #[arg(long, default_value_t = 0)]
     pub chunk_mib: usize,
     /// Time limit of one registry HTTP request.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
@@ -538,9 +539,6 @@ async fn push(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
             "pass --binary with the health-predict executable",
         )?,
     };
-    if args.chunk_mib == 0 {
-        return Err(AwsError::Invalid("--chunk-mib must be at least 1".into()).into());
-    }
     let mut repository_created = None;
     let (registry, login) = if args.ecr {
         let (ecr, _) = args.aws.ecr().await?;
@@ -609,7 +607,7 @@ async fn push(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
         "image built in {build_seconds:.2}s"
     );
     let mut pusher = Pusher::new(target, login, args.registry_timeout)?;
-    pusher.chunk_size = args.chunk_mib * 1024 * 1024;
+    pusher.chunk_size = (args.chunk_mib > 0).then(|| args.chunk_mib * 1024 * 1024);
     let started = std::time::Instant::now();
     let report = pusher.push(&built).await?;
     let push_seconds = started.elapsed().as_secs_f64();
