@@ -148,7 +148,7 @@ pub struct RefreshArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = env::REFRESH_MIN_INTERVAL)]
     pub min_interval: Duration,
     /// With --watch: stop after this many refreshes (0: until stopped).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = env::REFRESH_MAX_CYCLES)]
     pub max_cycles: u32,
 }
 
@@ -474,23 +474,23 @@ pub struct PushArgs {
     pub base: Base,
     /// CA bundle for the image [default with --base none: /etc/ssl/certs/ca-certificates.crt
     /// when present]; `none` for no bundle.
-    #[arg(long)]
+    #[arg(long, env = env::IMAGE_CA_BUNDLE)]
     pub ca_bundle: Option<String>,
     /// The executable to put in the image [default: this binary].
-    #[arg(long)]
+    #[arg(long, env = env::IMAGE_BINARY)]
     pub binary: Option<PathBuf>,
     /// Extra `serve` arguments in the entrypoint (repeat), e.g. `--serve-arg=--host=0.0.0.0`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
     /// Container port to declare.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 8000, env = env::IMAGE_PORT)]
     pub port: u16,
     /// Upload blobs larger than this many MiB in PATCH chunks of that size (0: one PUT per
     /// blob). Keep 0 for ECR, which mishandles multi-chunk uploads.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = env::IMAGE_CHUNK_MIB)]
     pub chunk_mib: usize,
     /// Time limit of one registry HTTP request.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = parse_duration, env = env::REGISTRY_TIMEOUT)]
     pub registry_timeout: Duration,
     /// Registry user without --ecr.
     #[arg(long, env = env::REGISTRY_USER)]

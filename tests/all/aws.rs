@@ -904,3 +904,69 @@ async fn push_through_a_bearer_token_realm() {
         assert!(!all.contains(s), "a secret leaked");
     }
 }
+
+#[test]
+fn help_text_of_the_aws_commands() {
+    for args in [
+        &["ecr", "login", "--help"][..],
+        &["ecr", "refresh-secret", "--help"][..],
+        &["image", "push", "--help"][..],
+    ] {
+        let (code, out, err) = run(bin().env_clear().env("NO_COLOR", "1").args(args));
+        assert_eq!(code, 0, "{err}");
+        insta::assert_snapshot!(args[..2].join("-"), out);
+    }
+}
+
+/// Real AWS, opt-in: a GitHub Actions job with `id-token: write` and a role trusted for this
+/// repository (HEALTH_PREDICT_AWS_ROLE_ARN, AWS_REGION) runs it with `--ignored`.
+#[test]
+#[ignore = "needs AWS: a role trusted for this repository's GitHub OIDC tokens"]
+fn real_aws_login_and_push() {
+    for var in [
+        "HEALTH_PREDICT_AWS_ROLE_ARN",
+        "AWS_REGION",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+    ] {
+        assert!(std::env::var_os(var).is_some(), "{var} must be set");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run(bin().args([
+        "ecr",
+        "login",
+        "--docker-config",
+        dir.path().to_str().expect("utf8"),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        json_of(&out)["registry"]
+            .as_str()
+            .expect("registry")
+            .contains(".dkr.ecr.")
+    );
+    let model = dir.path().join("model.json");
+    std::fs::write(&model, b"{}").expect("model");
+    let (code, out, err) = run(bin().args([
+        "image",
+        "push",
+        "--ecr",
+        "--create-repository",
+        "--repository",
+        "health-predict-ci-check",
+        "--tag",
+        "ci",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        json_of(&out)["digest"]
+            .as_str()
+            .expect("digest")
+            .starts_with("sha256:")
+    );
+}
