@@ -438,6 +438,20 @@ async fn leak_test_no_secret_value_appears_in_any_output() {
         );
     }
 
+    // Every dependency at TRACE (the SDK's orchestrator logs bodies there): still nothing.
+    for args in [
+        vec!["ecr", "login", "--docker-config", docker],
+        vec!["ecr", "refresh-secret", "-n", "prod"],
+    ] {
+        let mut c = actions(w.cmd(&args));
+        c.env("HEALTH_PREDICT_LOG", "trace");
+        let (code, out, err) = exec(c).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(err.lines().count() > 20, "trace logging is on");
+        captured.push_str(&out);
+        captured.push_str(&err);
+    }
+
     // Failure paths print errors: they must not carry secrets either.
     w.proxy.inject(
         "AssumeRoleWithWebIdentity",
