@@ -168,13 +168,12 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::pipeline::config::ConfigError);
-    known!(crate::github::GithubError);
     known!(
         crate::data::DataError,
         crate::pipeline::config::ConfigError,
+        crate::github::GithubError,
         crate::kube::KubeError,
-        crate::aws::AwsError
+        crate::aws::AwsError,
     );
     None
 }
