@@ -181,3 +181,346 @@ fn manifests_validate_and_kind_maps_the_node_port() {
         "{mapped:?} vs {node_port}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// deploy / verify / rollback scenarios against the fake API server
+
+mod scenarios {
+    use std::time::{Duration, Instant};
+
+    use health_predict::kube::deploy::{self, DeployPlan, DeployRequest};
+    use health_predict::kube::manifests;
+    use health_predict::kube::verify::{FailureKind, PullSecretState, VerifyRequest};
+    use serde_json::json;
+
+    use crate::support::fake_kube::{Behaviour, FakeKube, Rollout, TELLING};
+
+    const NS: &str = "health-predict";
+    const GOOD: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/health-predict:good-v1";
+
+    fn image(tag: &str) -> String {
+        format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/health-predict:{tag}")
+    }
+
+    fn plan(image: &str) -> DeployPlan {
+        let mut verify = VerifyRequest::new(NS, manifests::APP);
+        verify.timeout = Duration::from_secs(30);
+        DeployPlan {
+            deploy: DeployRequest {
+                namespace: NS.into(),
+                image: image.into(),
+                change_cause: format!("test deploy {image}"),
+                ecr_refresher: false,
+                manifests: manifests::bundled().expect("manifests"),
+            },
+            verify: Some(verify),
+            rollback_on_failure: true,
+        }
+    }
+
+    /// A fake cluster where `GOOD` was deployed and verified.
+    async fn cluster_with_good_release() -> FakeKube {
+        health_predict::install_crypto_provider();
+        let fake = FakeKube::start().await;
+        let report = deploy::deploy_verified(&fake.client(), &plan(GOOD), None)
+            .await
+            .expect("first deploy");
+        assert!(report.passed, "{report:#?}");
+        assert_eq!(
+            report
+                .verify
+                .as_ref()
+                .expect("verified")
+                .revision
+                .as_deref(),
+            Some("1")
+        );
+        fake
+    }
+
+    fn deployed_image(fake: &FakeKube) -> String {
+        let d = fake
+            .get("apps/v1", "deployments", Some(NS), manifests::APP)
+            .expect("deployment");
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .expect("image")
+            .to_owned()
+    }
+
+    /// Deploys `tag` (which fails as `behaviour`), and checks the diagnosis, its latency, and that
+    /// the automatic rollback's own verify passed.
+    async fn failing_rollout(
+        fake: &FakeKube,
+        tag: &str,
+        behaviour: Behaviour,
+    ) -> health_predict::kube::verify::Failure {
+        fake.on_image(tag, Rollout::new(behaviour));
+        let report = deploy::deploy_verified(&fake.client(), &plan(&image(tag)), None)
+            .await
+            .expect("deploy runs");
+        let diagnosed = Instant::now();
+        assert!(!report.passed);
+        let verify = report.verify.clone().expect("verify ran");
+        let failure = verify.failure.clone().expect("a diagnosis");
+        let telling = fake
+            .mark(TELLING)
+            .expect("the scenario emitted its telling event");
+        let latency = diagnosed.duration_since(telling);
+        eprintln!(
+            "{tag}: {:?} diagnosed {latency:?} after the telling event",
+            failure.kind
+        );
+        assert!(
+            latency < Duration::from_secs(10),
+            "diagnosis {latency:?} after the telling event"
+        );
+        assert_eq!(verify.revision.as_deref(), Some("2"));
+        assert!(!verify.events.is_empty(), "events are reported");
+        // The automatic rollback restored the previous template and its verify passed.
+        let rollback = report.rollback.expect("rolled back");
+        let outcome = rollback.outcome.expect("rollback applied");
+        assert_eq!(outcome.to_revision, 1);
+        assert_eq!(outcome.to_image.as_deref(), Some(GOOD));
+        let again = rollback.verify.expect("rollback verified");
+        assert!(again.passed, "{again:#?}");
+        assert_eq!(again.revision.as_deref(), Some("3"));
+        assert_eq!(deployed_image(fake), GOOD);
+        failure
+    }
+
+    fn pull_secret(fake: &FakeKube, config: &str, expires_at: &str) {
+        use base64::Engine;
+        fake.put(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "ecr-pull", "namespace": NS,
+                "annotations": {"health-predict.io/expires-at": expires_at}},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}}));
+    }
+
+    const VALID_CONFIG: &str = r#"{"auths":{"123456789012.dkr.ecr.eu-west-1.amazonaws.com":{"username":"AWS","password":"x","auth":"QVdTOng="}}}"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missing_pull_secret() {
+        let fake = cluster_with_good_release().await;
+        let f = failing_rollout(&fake, "no-secret", Behaviour::ImagePullFails {
+            message: "pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials".into(),
+        })
+        .await;
+        assert_eq!(f.kind, FailureKind::ImagePull);
+        assert_eq!(
+            f.pull_secret,
+            Some(PullSecretState::Missing {
+                name: "ecr-pull".into()
+            })
+        );
+        assert!(
+            f.message.contains("ErrImagePull") || f.message.contains("ImagePullBackOff"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains("the pull secret ecr-pull is missing"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.hint.contains("health-predict ecr refresh-secret"),
+            "{}",
+            f.hint
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_token() {
+        let fake = cluster_with_good_release().await;
+        pull_secret(&fake, VALID_CONFIG, "2020-01-01T00:00:00Z");
+        let f = failing_rollout(&fake, "expired", Behaviour::ImagePullFails {
+            message: "failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden: Your authorization token has expired. Reauthenticate and try again.".into(),
+        })
+        .await;
+        assert_eq!(f.kind, FailureKind::ImagePull);
+        assert!(
+            matches!(&f.pull_secret, Some(PullSecretState::Expired { name, .. }) if name == "ecr-pull"),
+            "{:?}",
+            f.pull_secret
+        );
+        assert!(
+            f.message.contains("expired at 2020-01-01T00:00:00Z"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.hint.contains("health-predict ecr refresh-secret"),
+            "{}",
+            f.hint
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_pull_secret() {
+        let fake = cluster_with_good_release().await;
+        pull_secret(
+            &fake,
+            r#"{"auths":{"docker.io":{"auth":"QVdTOng="}}}"#,
+            "2099-01-01T00:00:00Z",
+        );
+        let f = failing_rollout(
+            &fake,
+            "malformed",
+            Behaviour::ImagePullFails {
+                message: "no basic auth credentials".into(),
+            },
+        )
+        .await;
+        assert!(
+            matches!(&f.pull_secret, Some(PullSecretState::Malformed { problem, .. })
+            if problem.contains("no credentials for registry 123456789012.dkr.ecr.eu-west-1.amazonaws.com")),
+            "{:?}",
+            f.pull_secret
+        );
+        assert!(
+            f.hint.contains("health-predict ecr refresh-secret"),
+            "{}",
+            f.hint
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_loop_with_logs() {
+        let fake = cluster_with_good_release().await;
+        let f = failing_rollout(&fake, "crashes", Behaviour::CrashLoop {
+            logs: "starting health-predict serve\nloading /model/model.json\nerror: model file /model/model.json: checksum mismatch\n".into(),
+            exit_code: 6,
+        })
+        .await;
+        assert_eq!(f.kind, FailureKind::CrashLoop);
+        assert!(f.message.contains("last exit code 6"), "{}", f.message);
+        assert!(f.message.contains("checksum mismatch"), "{}", f.message);
+        assert_eq!(f.logs.len(), 3, "{:?}", f.logs);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_container_config_error() {
+        let fake = cluster_with_good_release().await;
+        let f = failing_rollout(
+            &fake,
+            "cfgerr",
+            Behaviour::ConfigError {
+                message: "secret \"model-key\" not found".into(),
+            },
+        )
+        .await;
+        assert_eq!(f.kind, FailureKind::ContainerConfig);
+        assert!(
+            f.message
+                .contains("CreateContainerConfigError: secret \"model-key\" not found"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unschedulable() {
+        let fake = cluster_with_good_release().await;
+        let f = failing_rollout(&fake, "huge", Behaviour::Unschedulable {
+            message: "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.".into(),
+        })
+        .await;
+        assert_eq!(f.kind, FailureKind::Unschedulable);
+        assert!(f.message.contains("Insufficient memory"), "{}", f.message);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_readiness() {
+        let fake = cluster_with_good_release().await;
+        let f = failing_rollout(
+            &fake,
+            "notready",
+            Behaviour::ReadinessFails {
+                message: "HTTP probe failed with statuscode: 503".into(),
+            },
+        )
+        .await;
+        assert_eq!(f.kind, FailureKind::Readiness);
+        assert!(
+            f.message.contains("readiness probe failed 5 times"),
+            "{}",
+            f.message
+        );
+        assert!(f.hint.contains("/ready"), "{}", f.hint);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_deadline() {
+        let fake = cluster_with_good_release().await;
+        let f = failing_rollout(
+            &fake,
+            "stuck",
+            Behaviour::ProgressDeadline {
+                after: Duration::from_secs(1),
+            },
+        )
+        .await;
+        assert_eq!(f.kind, FailureKind::ProgressDeadline);
+        assert!(
+            f.message.contains("progress deadline (120s)"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_readiness_passes() {
+        let fake = cluster_with_good_release().await;
+        fake.on_image(
+            "slow",
+            Rollout::new(Behaviour::SlowReadiness {
+                probe_failures: 3,
+                ready_after: Duration::from_secs(2),
+            }),
+        );
+        let started = Instant::now();
+        let report = deploy::deploy_verified(&fake.client(), &plan(&image("slow")), None)
+            .await
+            .unwrap();
+        assert!(report.passed, "{report:#?}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "passed before the pods were ready"
+        );
+        let v = report.verify.unwrap();
+        assert!(
+            v.events
+                .iter()
+                .any(|e| e.contains("Readiness probe failed")),
+            "{:?}",
+            v.events
+        );
+        assert!(report.rollback.is_none());
+        assert_eq!(deployed_image(&fake), image("slow"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stale_generation_is_not_trusted() {
+        let fake = cluster_with_good_release().await;
+        // The controller takes 2 s to observe the new generation; meanwhile the status still says
+        // "all replicas available" for generation 1.
+        fake.on_image(
+            "lagging",
+            Rollout::healthy().observe_after(Duration::from_secs(2)),
+        );
+        let started = Instant::now();
+        let report = deploy::deploy_verified(&fake.client(), &plan(&image("lagging")), None)
+            .await
+            .unwrap();
+        assert!(report.passed, "{report:#?}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "trusted a stale status"
+        );
+        let v = report.verify.unwrap();
+        assert_eq!(v.revision.as_deref(), Some("2"));
+        assert_eq!(v.generation, Some(2));
+    }
+}

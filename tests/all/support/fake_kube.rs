@@ -1795,19 +1795,21 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
     };
     let events = |inner: &Inner, type_: &str, reason: &str, message: &str| {
         for p in &pod_names {
-            if let Some(pod) = inner
+            let key = Key {
+                prefix: "api/v1".into(),
+                plural: "pods".into(),
+                ns: Some(ns.clone()),
+                name: p.clone(),
+            };
+            // Bound first: the store lock must be released before emit_event takes it again.
+            let pod = inner
                 .store
                 .lock()
                 .expect("store lock")
                 .objects
-                .get(&Key {
-                    prefix: "api/v1".into(),
-                    plural: "pods".into(),
-                    ns: Some(ns.clone()),
-                    name: p.clone(),
-                })
-                .cloned()
-            {
+                .get(&key)
+                .cloned();
+            if let Some(pod) = pod {
                 emit_event(inner, &pod, type_, reason, message);
             }
         }
@@ -2010,7 +2012,8 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             deploy_status(&inner, replicas, 0, None);
             for i in 0..1000 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                if i == 2 {
+                // The fifth failure: the threshold `verify` uses by default.
+                if i == 4 {
                     mark(&inner);
                 }
                 events(
