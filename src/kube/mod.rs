@@ -5,6 +5,7 @@
 //! A leaf module: it never imports `pipeline`, `cli` or another domain module. Registry
 //! credentials for pull secrets come from the caller.
 
+pub mod cluster;
 pub mod deploy;
 pub mod error;
 pub mod forward;

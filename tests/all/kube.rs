@@ -524,3 +524,184 @@ mod scenarios {
         assert_eq!(v.generation, Some(2));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// cluster helpers against fake `kind` / `minikube` scripts that fail in scripted ways
+
+mod cluster {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use health_predict::kube::cluster::{self, ClusterRequest, Provider};
+    use health_predict::retry::Backoff;
+
+    const FAST: Backoff = Backoff {
+        max_attempts: 3,
+        base: Duration::from_millis(5),
+        max_delay: Duration::from_millis(10),
+        deadline: Duration::from_secs(30),
+    };
+
+    /// A fake CLI: logs each call's arguments; `create cluster`/`start` fail until the
+    /// `fail_creates`-th call with `failure` on stderr.
+    fn fake_tool(dir: &Path, name: &str, fail_creates: u32, failure: &str) -> PathBuf {
+        let path = dir.join(name);
+        let d = dir.display();
+        let script = format!(
+            r#"#!/bin/sh
+echo "$*" >> "{d}/calls"
+case "$1 $2" in
+  "create cluster"|"start -p")
+    for a in "$@"; do case "$prev" in --config) cat "$a" > "{d}/config-used";; esac; prev="$a"; done
+    n=$(cat "{d}/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{d}/count"
+    if [ "$n" -le {fail_creates} ]; then echo "{failure}" >&2; exit 80; fi
+    exit 0;;
+  "get clusters") exit 0;;
+  "status -p") echo "Profile not found"; exit 85;;
+  "export logs") mkdir -p "$3"; echo "kubelet log" > "$3/kubelet.log"; exit 0;;
+  "logs -p") echo "minikube log" > "$5"; exit 0;;
+  *) exit 0;;
+esac
+"#
+        );
+        std::fs::write(&path, script).expect("write fake tool");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod fake tool");
+        path
+    }
+
+    fn calls(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn request(provider: Provider, tool: PathBuf, dir: &Path) -> ClusterRequest {
+        let mut r = ClusterRequest::new(provider, tool, "hp-test", dir.join("logs"));
+        r.backoff = FAST;
+        r
+    }
+
+    #[tokio::test]
+    async fn kind_up_retries_after_cleaning_a_half_created_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = fake_tool(
+            dir.path(),
+            "kind",
+            1,
+            "ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"hp-test\"",
+        );
+        let report = cluster::up(&request(Provider::Kind, tool, dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(report.attempts, 2);
+        let calls = calls(dir.path());
+        assert_eq!(calls[0], "get clusters");
+        assert!(
+            calls[1].starts_with("create cluster --name hp-test --config "),
+            "{calls:?}"
+        );
+        assert_eq!(calls[2], "delete cluster --name hp-test");
+        assert!(calls[3].starts_with("create cluster"));
+        // The bundled config with the fixed port mapping was used.
+        let used = std::fs::read_to_string(dir.path().join("config-used")).unwrap();
+        assert!(used.contains("containerPort: 30080"), "{used}");
+    }
+
+    #[tokio::test]
+    async fn kind_up_gives_up_with_logs_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = fake_tool(
+            dir.path(),
+            "kind",
+            99,
+            "ERROR: failed to create cluster: could not find a log line that matches \"Reached target .*Multi-User System.*\"",
+        );
+        let err = cluster::up(&request(Provider::Kind, tool, dir.path()))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("kind create cluster"), "{text}");
+        let err = anyhow::Error::new(err);
+        let rendered = health_predict::exit::render(&err);
+        assert!(
+            rendered.contains("gave up after 3 attempt(s)"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("cluster logs exported to"), "{rendered}");
+        assert!(
+            rendered.contains("hint: run `health-predict cluster doctor`"),
+            "{rendered}"
+        );
+        assert_eq!(
+            health_predict::exit::diagnose(&err).0,
+            health_predict::exit::Exit::Infra
+        );
+        assert!(dir.path().join("logs/kubelet.log").exists());
+    }
+
+    #[tokio::test]
+    async fn kind_port_conflict_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = fake_tool(
+            dir.path(),
+            "kind",
+            99,
+            "docker: Error response from daemon: Bind for 127.0.0.1:30080 failed: port is already allocated.",
+        );
+        let err = cluster::up(&request(Provider::Kind, tool, dir.path()))
+            .await
+            .unwrap_err();
+        let text = health_predict::exit::render(&anyhow::Error::new(err));
+        assert!(text.contains("gave up after 1 attempt(s)"), "{text}");
+        assert!(text.contains("hostPort in kind-config/kind.yaml"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn minikube_start_failure_purges_and_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = fake_tool(
+            dir.path(),
+            "minikube",
+            1,
+            "X Exiting due to GUEST_PROVISION: Failed to start host: creating host: create: creating: container exited unexpectedly",
+        );
+        let report = cluster::up(&request(Provider::Minikube, tool, dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(report.attempts, 2);
+        let calls = calls(dir.path());
+        assert_eq!(
+            calls,
+            vec![
+                "status -p hp-test",
+                "start -p hp-test --wait=all",
+                "delete -p hp-test --purge",
+                "start -p hp-test --wait=all"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn load_image_warns_on_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = fake_tool(dir.path(), "kind", 0, "");
+        let req = request(Provider::Kind, tool, dir.path());
+        let report = cluster::load_image(&req, "health-predict/api:latest")
+            .await
+            .unwrap();
+        assert_eq!(report.warnings.len(), 1);
+        assert!(report.warnings[0].contains("imagePullPolicy to Always"));
+        let ok = cluster::load_image(&req, "health-predict/api:3f2c1e9")
+            .await
+            .unwrap();
+        assert!(ok.warnings.is_empty());
+        assert_eq!(
+            calls(dir.path()).last().unwrap(),
+            "load docker-image health-predict/api:3f2c1e9 --name hp-test"
+        );
+    }
+}
