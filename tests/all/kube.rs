@@ -705,3 +705,191 @@ esac
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The commands, run as the binary against the fake API server through a kubeconfig
+
+mod commands {
+    use std::process::Command;
+
+    use crate::support::fake_kube::{Behaviour, FakeKube, Rollout};
+    use crate::support::{bin, run};
+
+    async fn run_async(mut cmd: Command) -> (i32, String, String) {
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+            .await
+            .expect("command thread")
+    }
+
+    fn cmd(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env("HEALTH_PREDICT_VERIFY_TIMEOUT", "30");
+        c
+    }
+
+    #[tokio::test]
+    async fn latest_is_refused_with_a_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeKube::start().await;
+        let kc = fake.kubeconfig(dir.path());
+        let (code, _, err) = run_async(cmd(&kc, &["deploy", "--image", "r.io/api:latest"])).await;
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("error: image reference `r.io/api:latest` uses :latest"),
+            "{err}"
+        );
+        assert!(
+            err.contains("hint: pass --image REGISTRY/REPO@sha256:DIGEST"),
+            "{err}"
+        );
+        assert!(
+            fake.requests().is_empty(),
+            "nothing was sent to the cluster"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deploy_verify_fail_rollback_through_the_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeKube::start().await;
+        let kc = fake.kubeconfig(dir.path());
+        let good = "r.io/health-predict/api:v1";
+        let (code, out, err) =
+            run_async(cmd(&kc, &["deploy", "--image", good, "--output", "json"])).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+        assert_eq!(doc["passed"], true);
+        assert_eq!(doc["verify"]["revision"], "1");
+        assert_eq!(doc["deploy"]["applied"].as_array().map(Vec::len), Some(5));
+
+        fake.on_image(
+            "v2-broken",
+            Rollout::new(Behaviour::CrashLoop {
+                logs: "error: no model at /model/model.json\n".into(),
+                exit_code: 6,
+            }),
+        );
+        let (code, out, err) = run_async(cmd(
+            &kc,
+            &["deploy", "--image", "r.io/health-predict/api:v2-broken"],
+        ))
+        .await;
+        assert_eq!(code, 7, "{out}\n{err}");
+        assert!(out.contains("verify: FAILED"), "{out}");
+        assert!(out.contains("[crash_loop]"), "{out}");
+        assert!(out.contains("no model at /model/model.json"), "{out}");
+        assert!(
+            out.contains("rolled back to revision 1 (image r.io/health-predict/api:v1)"),
+            "{out}"
+        );
+        assert!(out.contains("rollback verify: passed"), "{out}");
+        let d = fake
+            .get(
+                "apps/v1",
+                "deployments",
+                Some("health-predict"),
+                "health-predict",
+            )
+            .expect("deployment");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            good
+        );
+        assert!(
+            d["metadata"]["annotations"]["kubernetes.io/change-cause"]
+                .as_str()
+                .is_some_and(|c| c.contains("rollback to revision 1"))
+        );
+
+        // verify alone on the restored Deployment passes; rolling back again returns to the
+        // broken image, whose verify fails (exit 7).
+        let (code, out, err) = run_async(cmd(&kc, &["verify"])).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("passed"), "{out}");
+        let (code, out, err) = run_async(cmd(&kc, &["rollback", "--output", "json"])).await;
+        assert_eq!(code, 7, "{out}\n{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+        assert_eq!(
+            doc["rollback"]["to_image"],
+            "r.io/health-predict/api:v2-broken"
+        );
+        assert_eq!(doc["verify"]["passed"], false);
+        assert_eq!(doc["verify"]["failure"]["kind"], "crash_loop");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real cluster (the kind job on GitHub's runners): KUBECONFIG points at a kind cluster created by
+// `health-predict cluster up`, and HEALTH_PREDICT_TEST_IMAGE names a serving image loaded into it
+// (`health-predict cluster load-image`), tagged uniquely.
+
+mod real_cluster {
+    use std::time::Duration;
+
+    use health_predict::kube::deploy::{self, DeployPlan, DeployRequest};
+    use health_predict::kube::forward::{self, KubeForwarder};
+    use health_predict::kube::manifests;
+    use health_predict::kube::verify::{FailureKind, VerifyRequest};
+
+    fn plan(ns: &str, image: &str) -> DeployPlan {
+        let mut verify = VerifyRequest::new(ns, manifests::APP);
+        verify.timeout = Duration::from_secs(240);
+        DeployPlan {
+            deploy: DeployRequest {
+                namespace: ns.into(),
+                image: image.into(),
+                change_cause: format!("kind test {image}"),
+                ecr_refresher: false,
+                manifests: manifests::bundled().expect("manifests"),
+            },
+            verify: Some(verify),
+            rollback_on_failure: true,
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a kind cluster"]
+    async fn deploy_forward_and_roll_back_on_kind() {
+        health_predict::install_crypto_provider();
+        let image = std::env::var("HEALTH_PREDICT_TEST_IMAGE").expect("HEALTH_PREDICT_TEST_IMAGE");
+        let client = health_predict::kube::client().await.expect("kubeconfig");
+        let ns = "health-predict-e2e";
+        let report = deploy::deploy_verified(&client, &plan(ns, &image), None)
+            .await
+            .expect("deploy");
+        assert!(report.passed, "{report:#?}");
+
+        // Port-forward through the API server and reach the API.
+        let fwd = KubeForwarder {
+            client: client.clone(),
+        };
+        let handle = forward::forward_service(fwd.client.clone(), ns, manifests::APP, 80)
+            .await
+            .expect("port-forward");
+        let body = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client")
+            .get(format!("{}/health", handle.base_url()))
+            .send()
+            .await
+            .expect("GET /health through the forward");
+        assert!(body.status().is_success());
+
+        // An image that does not exist: diagnosed as an image pull failure, rolled back.
+        let missing = "ghcr.io/health-predict/does-not-exist:0000000";
+        let report = deploy::deploy_verified(&client, &plan(ns, missing), Some(&fwd))
+            .await
+            .expect("deploy runs");
+        assert!(!report.passed);
+        let failure = report.verify.expect("verify").failure.expect("failure");
+        assert_eq!(failure.kind, FailureKind::ImagePull, "{failure:#?}");
+        let rollback = report.rollback.expect("rollback");
+        assert!(rollback.verify.expect("verified").passed);
+    }
+}
