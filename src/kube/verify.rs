@@ -109,6 +109,8 @@ pub struct Failure {
     pub pod: Option<String>,
     pub message: String,
     pub hint: String,
+    /// When verify classified the failure.
+    pub detected_at: jiff::Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_secret: Option<PullSecretState>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -283,6 +285,7 @@ fn failure(kind: FailureKind, pod: Option<String>, message: String, hint: &str) 
         pod,
         message,
         hint: hint.to_owned(),
+        detected_at: jiff::Timestamp::now(),
         pull_secret: None,
         logs: Vec::new(),
     }

@@ -259,14 +259,16 @@ mod scenarios {
         let report = deploy::deploy_verified(&fake.client(), &plan(&image(tag)), None)
             .await
             .expect("deploy runs");
-        let diagnosed = Instant::now();
         assert!(!report.passed);
         let verify = report.verify.clone().expect("verify ran");
         let failure = verify.failure.clone().expect("a diagnosis");
         let telling = fake
-            .mark(TELLING)
+            .mark_wall(TELLING)
             .expect("the scenario emitted its telling event");
-        let latency = diagnosed.duration_since(telling);
+        let diagnosed = std::time::SystemTime::from(failure.detected_at);
+        let latency = diagnosed
+            .duration_since(telling)
+            .expect("diagnosed after the telling event");
         eprintln!(
             "{tag}: {:?} diagnosed {latency:?} after the telling event",
             failure.kind

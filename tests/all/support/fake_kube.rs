@@ -147,7 +147,7 @@ struct Store {
     rv: u64,
     history: Vec<Change>,
     logs: HashMap<(String, String), String>,
-    marks: HashMap<String, Instant>,
+    marks: HashMap<String, (Instant, std::time::SystemTime)>,
     requests: Vec<Recorded>,
     injected: Vec<Injected>,
     rollouts: Vec<(String, Rollout)>,
@@ -350,12 +350,20 @@ impl FakeKube {
 
     /// Records the current instant under `name`.
     pub fn set_mark(&self, name: &str) {
-        self.store().marks.insert(name.to_owned(), Instant::now());
+        self.store().marks.insert(
+            name.to_owned(),
+            (Instant::now(), std::time::SystemTime::now()),
+        );
     }
 
     /// When the mark was recorded (e.g. [`TELLING`]), if it was.
     pub fn mark(&self, name: &str) -> Option<Instant> {
-        self.store().marks.get(name).copied()
+        self.store().marks.get(name).map(|m| m.0)
+    }
+
+    /// The wall-clock time of a mark, to compare with timestamps the code under test reports.
+    pub fn mark_wall(&self, name: &str) -> Option<std::time::SystemTime> {
+        self.store().marks.get(name).map(|m| m.1)
     }
 
     /// Every request answered so far.
@@ -1821,7 +1829,7 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             .expect("store lock")
             .marks
             .entry(TELLING.to_owned())
-            .or_insert_with(Instant::now);
+            .or_insert_with(|| (Instant::now(), std::time::SystemTime::now()));
     };
     let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
