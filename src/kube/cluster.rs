@@ -532,6 +532,16 @@ fn check(name: &str, ok: bool, detail: impl Into<String>, hint: Option<&str>) ->
     }
 }
 
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(&format!(": {s}"));
+        cur = s.source();
+    }
+    text
+}
+
 /// Checks the CLI, the cluster, kind's port mapping, proxy variables and the API server.
 pub async fn doctor(req: &ClusterRequest) -> DoctorReport {
     let mut checks = Vec::new();
@@ -620,7 +630,7 @@ pub async fn doctor(req: &ClusterRequest) -> DoctorReport {
             Ok(Err(e)) => checks.push(check("api server", false, e.to_string(), Some("check the kubeconfig's current context (`kubectl config current-context`)"))),
             Err(_) => checks.push(check("api server", false, "no answer within 10s", Some("check the kubeconfig's server address, the proxy variables and that the cluster runs"))),
         },
-        Err(e) => checks.push(check("api server", false, e.to_string(), Some("set KUBECONFIG or create a cluster with `health-predict cluster up`"))),
+        Err(e) => checks.push(check("api server", false, chain(&e), Some("set KUBECONFIG or create a cluster with `health-predict cluster up`"))),
     }
     DoctorReport { checks }
 }
