@@ -168,7 +168,11 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::kube::KubeError);
+    known!(
+        crate::data::DataError,
+        crate::pipeline::config::ConfigError,
+        crate::kube::KubeError,
+    );
     None
 }
 
