@@ -871,3 +871,150 @@ async fn check_model_version(
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(
+        generation: i64,
+        observed: i64,
+        revision: &str,
+        status: serde_json::Value,
+    ) -> Deployment {
+        let mut status = status;
+        status["observedGeneration"] = json!(observed);
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "ns", "generation": generation,
+                "annotations": {REVISION: revision}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "i:1"}]}}},
+            "status": status,
+        }))
+        .expect("deployment")
+    }
+
+    fn replicaset(name: &str, revision: &str) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": "ns", "annotations": {REVISION: revision},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": "u"}]},
+            "spec": {"selector": {"matchLabels": {"app": "api"}}},
+        }))
+        .expect("replicaset")
+    }
+
+    fn pod(name: &str, rs: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "r"}]},
+            "status": status,
+        }))
+        .expect("pod")
+    }
+
+    fn state(d: Deployment) -> State {
+        let mut s = State {
+            deployment: Some(d),
+            ..State::default()
+        };
+        s.replicasets
+            .insert("api-old".into(), replicaset("api-old", "1"));
+        s.replicasets
+            .insert("api-new".into(), replicaset("api-new", "2"));
+        s
+    }
+
+    const DONE: &str =
+        r#"{"replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}"#;
+
+    #[test]
+    fn a_stale_status_is_not_trusted() {
+        let done: serde_json::Value = serde_json::from_str(DONE).expect("json");
+        let s = state(deployment(2, 1, "1", done.clone()));
+        assert!(matches!(assess(&s, 5), Assessment::Pending(why) if why.contains("not trusted")));
+        let s = state(deployment(2, 2, "2", done));
+        assert_eq!(assess(&s, 5), Assessment::Complete);
+    }
+
+    #[test]
+    fn old_replicas_and_unavailable_ones_keep_it_pending() {
+        let s = state(deployment(
+            2,
+            2,
+            "2",
+            json!({"replicas": 3, "updatedReplicas": 2, "availableReplicas": 3}),
+        ));
+        assert!(matches!(assess(&s, 5), Assessment::Pending(why) if why.contains("old replicas")));
+        let s = state(deployment(
+            2,
+            2,
+            "2",
+            json!({"replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}),
+        ));
+        assert!(matches!(assess(&s, 5), Assessment::Pending(why) if why.contains("1 of 2")));
+    }
+
+    #[test]
+    fn only_pods_of_the_current_revision_count() {
+        let crash = json!({"containerStatuses": [{"name": "api", "image": "i:1", "imageID": "", "ready": false,
+            "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]});
+        let mut s = state(deployment(
+            2,
+            2,
+            "2",
+            json!({"replicas": 3, "updatedReplicas": 2}),
+        ));
+        s.pods
+            .insert("old".into(), pod("old", "api-old", crash.clone()));
+        assert!(matches!(assess(&s, 5), Assessment::Pending(_)));
+        s.pods.insert("new".into(), pod("new", "api-new", crash));
+        match assess(&s, 5) {
+            Assessment::Failed(f) => {
+                assert_eq!(f.kind, FailureKind::CrashLoop);
+                assert_eq!(f.pod.as_deref(), Some("new"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn readiness_fails_only_at_the_threshold() {
+        let mut s = state(deployment(
+            2,
+            2,
+            "2",
+            json!({"replicas": 2, "updatedReplicas": 2}),
+        ));
+        s.pods.insert(
+            "new".into(),
+            pod("new", "api-new", json!({"phase": "Running"})),
+        );
+        let event = |count: i32| -> Event {
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "ns"},
+                "involvedObject": {"kind": "Pod", "name": "new"}, "reason": "Unhealthy",
+                "message": "Readiness probe failed: HTTP probe failed with statuscode: 503", "count": count,
+            }))
+            .expect("event")
+        };
+        s.events.insert("e".into(), event(4));
+        assert!(matches!(assess(&s, 5), Assessment::Pending(_)));
+        s.events.insert("e".into(), event(5));
+        assert!(matches!(assess(&s, 5), Assessment::Failed(f) if f.kind == FailureKind::Readiness));
+    }
+
+    #[test]
+    fn registry_of_an_image() {
+        assert_eq!(
+            image_registry("123.dkr.ecr.eu-west-1.amazonaws.com/api:1"),
+            "123.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(image_registry("localhost:5000/api:1"), "localhost:5000");
+        assert_eq!(image_registry("library/nginx:1"), "docker.io");
+        assert_eq!(image_registry("nginx:1"), "docker.io");
+    }
+}

@@ -503,6 +503,77 @@ mod scenarios {
         assert_eq!(deployed_image(&fake), image("slow"));
     }
 
+    /// Stands in for the API server's port-forward: a local server answering `/model-info`.
+    struct FakeForwarder {
+        base_url: String,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl health_predict::kube::forward::Forwarder for FakeForwarder {
+        fn forward<'a>(
+            &'a self,
+            namespace: &'a str,
+            service: &'a str,
+            port: u16,
+        ) -> health_predict::kube::forward::ForwardFuture<'a> {
+            self.calls
+                .lock()
+                .expect("calls")
+                .push(format!("{namespace}/{service}:{port}"));
+            let url = self.base_url.clone();
+            Box::pin(async move { Ok(health_predict::kube::forward::ForwardHandle::fixed(url)) })
+        }
+    }
+
+    async fn model_info_server(version: &'static str) -> String {
+        let app = axum::Router::new().route(
+            "/model-info",
+            axum::routing::get(move || async move {
+                axum::Json(json!({"name": "readmission", "version": version}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn model_version_is_checked_through_the_forwarder() {
+        let fake = cluster_with_good_release().await;
+        let fwd = FakeForwarder {
+            base_url: model_info_server("7").await,
+            calls: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut req = VerifyRequest::new(NS, manifests::APP);
+        req.timeout = Duration::from_secs(20);
+        req.expected_version = Some("7".into());
+        let ok = health_predict::kube::verify::verify(&fake.client(), &req, Some(&fwd))
+            .await
+            .expect("verify runs");
+        assert!(ok.passed, "{ok:#?}");
+        assert_eq!(ok.model_version.as_deref(), Some("7"));
+        assert_eq!(
+            *fwd.calls.lock().expect("calls"),
+            vec!["health-predict/health-predict:80"]
+        );
+
+        req.expected_version = Some("8".into());
+        let wrong = health_predict::kube::verify::verify(&fake.client(), &req, Some(&fwd))
+            .await
+            .expect("verify runs");
+        assert!(!wrong.passed);
+        let f = wrong.failure.expect("failure");
+        assert_eq!(f.kind, FailureKind::ModelVersion);
+        assert!(
+            f.message.contains("reports version 7, expected 8"),
+            "{}",
+            f.message
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stale_generation_is_not_trusted() {
         let fake = cluster_with_good_release().await;
