@@ -141,10 +141,16 @@ pub async fn deploy(client: &Client, req: &DeployRequest) -> Result<DeployOutcom
         };
         let name = doc.name().to_owned();
         let action = format!("applying {} {}", doc.kind(), name);
-        let before = retry(&Backoff::API, |_| api.get_metadata_opt(&name), decision)
-            .await
-            .map_err(|(e, _)| KubeError::api(&action, e))?
-            .and_then(|m| m.metadata.resource_version);
+        let before = match retry(&Backoff::API, |_| api.get_metadata_opt(&name), decision).await {
+            Ok(m) => m.and_then(|m| m.metadata.resource_version),
+            // Namespace-scoped CI credentials may not read or write Namespaces: the namespace is
+            // then the cluster admin's to create, and the next apply says so if it is missing.
+            Err((e, _)) if !namespaced && status_code(&e) == Some(403) => {
+                tracing::warn!(namespace = %name, "not allowed to manage the namespace; assuming it exists");
+                continue;
+            }
+            Err((e, _)) => return Err(KubeError::api(&action, e)),
+        };
         let patch = Patch::Apply(&doc.value);
         let after = retry(
             &Backoff::API,

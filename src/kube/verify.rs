@@ -674,6 +674,7 @@ pub async fn verify(
     };
     let deadline = tokio::time::Instant::now() + req.timeout;
     let mut pending = String::from("waiting for the first status");
+    let mut watch_error: Option<String> = None;
     let outcome = loop {
         let next = tokio::select! {
             u = updates.next() => u,
@@ -683,7 +684,13 @@ pub async fn verify(
             break Assessment::Failed(failure(
                 FailureKind::Timeout,
                 None,
-                format!("no verdict within {}s: {pending}", req.timeout.as_secs()),
+                match &watch_error {
+                    Some(e) => format!(
+                        "no verdict within {}s: {pending}; last watch error: {e}",
+                        req.timeout.as_secs()
+                    ),
+                    None => format!("no verdict within {}s: {pending}", req.timeout.as_secs()),
+                },
                 "see the events above; raise --timeout if the rollout is legitimately slow",
             ));
         };
@@ -701,6 +708,7 @@ pub async fn verify(
             Update::Event(ev) => apply(&mut state.events, ev),
             Update::Error(e) => {
                 tracing::warn!(error = %e, "watch failed; retrying with backoff");
+                watch_error = Some(e);
                 continue;
             }
         }

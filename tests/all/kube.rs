@@ -966,3 +966,67 @@ mod real_cluster {
         assert!(rollback.verify.expect("verified").passed);
     }
 }
+
+#[tokio::test]
+async fn deploy_without_namespace_rights_still_applies_the_rest() {
+    use health_predict::kube::deploy::{self, DeployRequest};
+    use health_predict::kube::manifests;
+    health_predict::install_crypto_provider();
+    let fake = FakeKube::start_store_only().await;
+    fake.fail_next("GET", "/api/v1/namespaces/staging", 403, 1);
+    let out = deploy::deploy(
+        &fake.client(),
+        &DeployRequest {
+            namespace: "staging".into(),
+            image: "r.io/api:abc123".into(),
+            change_cause: "test".into(),
+            ecr_refresher: true,
+            manifests: manifests::bundled().expect("manifests"),
+        },
+    )
+    .await
+    .expect("deploy");
+    let kinds: Vec<&str> = out.applied.iter().map(|a| a.kind.as_str()).collect();
+    assert!(!kinds.contains(&"Namespace"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"CronJob") && kinds.contains(&"RoleBinding"),
+        "{kinds:?}"
+    );
+    let cj = fake
+        .get("batch/v1", "cronjobs", Some("staging"), "ecr-refresher")
+        .expect("cronjob");
+    assert_eq!(
+        cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "r.io/api:abc123"
+    );
+    let rb = fake
+        .get(
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            Some("staging"),
+            "ecr-refresher",
+        )
+        .expect("rolebinding");
+    assert_eq!(rb["subjects"][0]["namespace"], "staging");
+    // A second deploy of the same image changes nothing but the Namespace it may now create.
+    fake.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}}));
+    let again = deploy::deploy(
+        &fake.client(),
+        &DeployRequest {
+            namespace: "staging".into(),
+            image: "r.io/api:abc123".into(),
+            change_cause: "test".into(),
+            ecr_refresher: true,
+            manifests: manifests::bundled().expect("manifests"),
+        },
+    )
+    .await
+    .expect("deploy");
+    let changed: Vec<&str> = again
+        .applied
+        .iter()
+        .filter(|a| a.changed)
+        .map(|a| a.kind.as_str())
+        .collect();
+    assert_eq!(changed, vec!["Namespace"], "{again:?}");
+}
