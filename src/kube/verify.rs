@@ -362,27 +362,39 @@ fn pod_failure(p: &Pod, state: &State, readiness_failures: i32) -> Option<Failur
             ));
         }
     }
-    for e in state.events.values() {
-        if e.involved_object.name.as_deref() == Some(name.as_str())
-            && e.reason.as_deref() == Some("Unhealthy")
-            && e.message
-                .as_deref()
-                .is_some_and(|m| m.starts_with("Readiness probe failed"))
-            && e.count.unwrap_or(1) >= readiness_failures
-        {
-            return Some(failure(
-                FailureKind::Readiness,
-                Some(name),
-                format!(
-                    "readiness probe failed {} times: {}",
-                    e.count.unwrap_or(1),
-                    e.message.clone().unwrap_or_default()
-                ),
-                "GET /ready answers 503 until the model is loaded and verified: check the model path and the container log",
-            ));
-        }
+    // Probe failures with different messages (503, connection refused, timeout) are separate
+    // Events: their counts add up. Newer recorders keep the count in `series`.
+    let probe_failures: Vec<&Event> = state
+        .events
+        .values()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(name.as_str())
+                && e.reason.as_deref() == Some("Unhealthy")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("Readiness probe failed"))
+        })
+        .collect();
+    let total: i32 = probe_failures.iter().map(|e| event_count(e)).sum();
+    if total >= readiness_failures {
+        let last = probe_failures
+            .iter()
+            .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0))
+            .and_then(|e| e.message.clone())
+            .unwrap_or_default();
+        return Some(failure(
+            FailureKind::Readiness,
+            Some(name),
+            format!("readiness probe failed {total} times: {last}"),
+            "GET /ready answers 503 until the model is loaded and verified: check the model path and the container log",
+        ));
     }
     None
+}
+
+fn event_count(e: &Event) -> i32 {
+    let series = e.series.as_ref().and_then(|s| s.count).unwrap_or(0);
+    e.count.unwrap_or(1).max(series).max(1)
 }
 
 fn latest_event(state: &State, object: &str, reason: &str) -> Option<String> {
@@ -1013,6 +1025,17 @@ mod tests {
         assert!(matches!(assess(&s, 5), Assessment::Pending(_)));
         s.events.insert("e".into(), event(5));
         assert!(matches!(assess(&s, 5), Assessment::Failed(f) if f.kind == FailureKind::Readiness));
+        // Failures with different messages add up.
+        s.events.insert("e".into(), event(3));
+        let mut other = event(2);
+        other.metadata.name = Some("e2".into());
+        other.message = Some(
+            "Readiness probe failed: dial tcp 10.0.0.1:8000: connect: connection refused".into(),
+        );
+        s.events.insert("e2".into(), other);
+        assert!(
+            matches!(assess(&s, 5), Assessment::Failed(f) if f.message.contains("failed 5 times"))
+        );
     }
 
     #[test]
