@@ -736,6 +736,20 @@ pub async fn verify(
     };
     drop(updates);
 
+    if matches!(outcome, Assessment::Failed(_)) {
+        // Events that explain the failure may trail the status change that told it: take a
+        // fresh snapshot for the report.
+        if let Ok(list) = Api::<Event>::namespaced(client.clone(), ns)
+            .list(&::kube::api::ListParams::default())
+            .await
+        {
+            for e in list.items {
+                if let Some(n) = e.metadata.name.clone() {
+                    state.events.insert(n, e);
+                }
+            }
+        }
+    }
     let d = state.deployment.as_ref();
     let mut report = VerifyReport {
         namespace: req.namespace.clone(),

@@ -894,6 +894,60 @@ mod commands {
         assert_eq!(doc["verify"]["passed"], false);
         assert_eq!(doc["verify"]["failure"]["kind"], "crash_loop");
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn github_actions_gets_a_group_an_annotation_and_an_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeKube::start().await;
+        let kc = fake.kubeconfig(dir.path());
+        let (code, out, err) = run_async(cmd(&kc, &["deploy", "--image", "r.io/api:v1"])).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        fake.on_image(
+            "v2",
+            Rollout::new(Behaviour::Unschedulable {
+                message: "0/1 nodes are available: 1 Insufficient cpu.".into(),
+            }),
+        );
+        let gh_output = dir.path().join("github_output");
+        let mut c = cmd(
+            &kc,
+            &[
+                "deploy",
+                "--image",
+                "r.io/api:v2",
+                "--rollback-on-failure",
+                "false",
+            ],
+        );
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &gh_output);
+        let (code, out, err) = run_async(c).await;
+        assert_eq!(code, 7, "{out}\n{err}");
+        let group = out
+            .find("::group::events and logs: health-predict/health-predict")
+            .expect(&out);
+        let end = out.find("::endgroup::").expect(&out);
+        assert!(group < end);
+        assert!(out[group..end].contains("FailedScheduling"), "{out}");
+        assert!(out.contains("::error::verify health-predict/health-predict: pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu."), "{out}");
+        assert!(!out.contains("rolled back"), "{out}");
+        let written = std::fs::read_to_string(&gh_output).expect("GITHUB_OUTPUT");
+        assert!(
+            written.starts_with("deploy-passed<<ghadelimiter_") && written.contains("\nfalse\n"),
+            "{written}"
+        );
+        let d = fake
+            .get(
+                "apps/v1",
+                "deployments",
+                Some("health-predict"),
+                "health-predict",
+            )
+            .expect("deployment");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "r.io/api:v2"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2007,12 +2007,13 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             });
         }
         Behaviour::Unschedulable { message } => {
+            // The scheduler records the event, then sets the condition (the telling signal).
+            events(&inner, "Warning", "FailedScheduling", &message);
             mark(&inner);
             each(&inner, &|p| {
                 p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
                     "reason": "Unschedulable", "message": message}]);
             });
-            events(&inner, "Warning", "FailedScheduling", &message);
         }
         Behaviour::ReadinessFails { message } => {
             events(&inner, "Normal", "Started", "Started container");
