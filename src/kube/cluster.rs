@@ -225,7 +225,9 @@ fn cluster_error(command: String, out: &Output, provider: Provider, extra: &str)
 /// attempt's leftovers are deleted before the next; minikube: a failed start purges the profile.
 pub async fn up(req: &ClusterRequest) -> Result<ClusterReport, KubeError> {
     let mut warnings = Vec::new();
-    if exists(req).await? {
+    // `minikube start` is idempotent (it also restarts a stopped profile); kind cannot create a
+    // cluster twice.
+    if req.provider == Provider::Kind && exists(req).await? {
         if req.provider == Provider::Kind
             && let Some(false) = kind_port_mapped(&req.name, NODE_PORT).await
         {
