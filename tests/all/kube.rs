@@ -750,7 +750,6 @@ esac
         assert_eq!(
             calls,
             vec![
-                "status -p hp-test",
                 "start -p hp-test --wait=all",
                 "delete -p hp-test --purge",
                 "start -p hp-test --wait=all"
