@@ -147,7 +147,7 @@ struct Store {
     rv: u64,
     history: Vec<Change>,
     logs: HashMap<(String, String), String>,
-    marks: HashMap<String, Instant>,
+    marks: HashMap<String, (Instant, std::time::SystemTime)>,
     requests: Vec<Recorded>,
     injected: Vec<Injected>,
     rollouts: Vec<(String, Rollout)>,
@@ -350,12 +350,20 @@ impl FakeKube {
 
     /// Records the current instant under `name`.
     pub fn set_mark(&self, name: &str) {
-        self.store().marks.insert(name.to_owned(), Instant::now());
+        self.store().marks.insert(
+            name.to_owned(),
+            (Instant::now(), std::time::SystemTime::now()),
+        );
     }
 
     /// When the mark was recorded (e.g. [`TELLING`]), if it was.
     pub fn mark(&self, name: &str) -> Option<Instant> {
-        self.store().marks.get(name).copied()
+        self.store().marks.get(name).map(|m| m.0)
+    }
+
+    /// The wall-clock time of a mark, to compare with timestamps the code under test reports.
+    pub fn mark_wall(&self, name: &str) -> Option<std::time::SystemTime> {
+        self.store().marks.get(name).map(|m| m.1)
     }
 
     /// Every request answered so far.
@@ -1795,19 +1803,21 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
     };
     let events = |inner: &Inner, type_: &str, reason: &str, message: &str| {
         for p in &pod_names {
-            if let Some(pod) = inner
+            let key = Key {
+                prefix: "api/v1".into(),
+                plural: "pods".into(),
+                ns: Some(ns.clone()),
+                name: p.clone(),
+            };
+            // Bound first: the store lock must be released before emit_event takes it again.
+            let pod = inner
                 .store
                 .lock()
                 .expect("store lock")
                 .objects
-                .get(&Key {
-                    prefix: "api/v1".into(),
-                    plural: "pods".into(),
-                    ns: Some(ns.clone()),
-                    name: p.clone(),
-                })
-                .cloned()
-            {
+                .get(&key)
+                .cloned();
+            if let Some(pod) = pod {
                 emit_event(inner, &pod, type_, reason, message);
             }
         }
@@ -1819,7 +1829,7 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             .expect("store lock")
             .marks
             .entry(TELLING.to_owned())
-            .or_insert_with(Instant::now);
+            .or_insert_with(|| (Instant::now(), std::time::SystemTime::now()));
     };
     let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
@@ -1997,12 +2007,13 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             });
         }
         Behaviour::Unschedulable { message } => {
+            // The scheduler records the event, then sets the condition (the telling signal).
+            events(&inner, "Warning", "FailedScheduling", &message);
             mark(&inner);
             each(&inner, &|p| {
                 p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
                     "reason": "Unschedulable", "message": message}]);
             });
-            events(&inner, "Warning", "FailedScheduling", &message);
         }
         Behaviour::ReadinessFails { message } => {
             events(&inner, "Normal", "Started", "Started container");
@@ -2010,7 +2021,8 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             deploy_status(&inner, replicas, 0, None);
             for i in 0..1000 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                if i == 2 {
+                // The fifth failure: the threshold `verify` uses by default.
+                if i == 4 {
                     mark(&inner);
                 }
                 events(
