@@ -190,6 +190,9 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
         crate::registry::RegistryError,
         crate::serve::ServeError,
         crate::apitest::ApiTestError,
+        crate::github::GithubError,
+        crate::kube::KubeError,
+        crate::aws::AwsError,
     );
     None
 }
