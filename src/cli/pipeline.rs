@@ -86,6 +86,15 @@ pub struct SettingsArgs {
     /// Repository the image is pushed to for deploy = kubernetes.
     #[arg(long, alias = "image-repo", env = env::IMAGE_REPOSITORY)]
     pub image_repository: Option<String>,
+    /// Registry host the image is pushed to (`image push --registry`).
+    #[arg(long, env = env::IMAGE_REGISTRY)]
+    pub image_registry: Option<String>,
+    /// Push to Amazon ECR with short-lived credentials (`image push --ecr`).
+    #[arg(long)]
+    pub ecr: bool,
+    /// The holdout-AUC gain over production at which the gate says DEPLOY [default: 0].
+    #[arg(long, allow_hyphen_values = true, env = env::GATE_MIN_DELTA)]
+    pub gate_min_delta: Option<f64>,
     /// p95 latency budget of the API tests' latency check, in ms [default: 50].
     #[arg(long, env = env::PIPELINE_LATENCY_BUDGET_MS)]
     pub latency_budget_ms: Option<f64>,
@@ -146,6 +155,9 @@ impl SettingsArgs {
             namespace: self.namespace.clone(),
             image: self.image.clone(),
             image_repository: self.image_repository.clone(),
+            image_registry: self.image_registry.clone(),
+            ecr: self.ecr.then_some(true),
+            gate_min_delta: self.gate_min_delta,
             latency_budget_ms: self.latency_budget_ms,
             step_timeout_seconds: self.step_timeout_seconds,
         }

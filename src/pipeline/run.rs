@@ -717,11 +717,14 @@ async fn steps(
             candidate.save(&model_path)?;
             let mut detail = format!("model file {}", model_path.display());
             if cfg.deploy == DeployTarget::Kubernetes && st.image.is_none() {
-                let repo = cfg.image_repository.clone().unwrap_or_default();
-                let image = format!("{repo}:v{version}-{}", short(&candidate.meta().model_id));
-                detail.push_str(&format!(
-                    "; image {image} (built and pushed by `health-predict image push`)"
-                ));
+                let image = super::kubernetes::push_image(
+                    cfg,
+                    &model_path,
+                    version,
+                    &candidate.meta().model_id,
+                )
+                .await?;
+                detail.push_str(&format!("; image {image}"));
                 st.image = Some(image);
             }
             Ok(Done::Passed((), detail))
@@ -842,10 +845,6 @@ fn errored(step: &str, e: &anyhow::Error) -> Halt {
         step: step.into(),
         exit: crate::exit::diagnose(e).0,
     }
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 fn holdout_rows(e: &crate::model::Evaluation) -> usize {

@@ -85,7 +85,7 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
-pub mod scorer;
 pub mod fake_kube;
 pub mod moto;
 pub mod registry;
+pub mod scorer;
