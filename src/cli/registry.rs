@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::{Context, env};
 use crate::exit::{Classify, Exit, fail};
-use crate::gate::{self, GateConfig, GateModel, GateReport, Holdout};
+use crate::gate::{self, GateConfig, GateReport};
 use crate::output::{Render, emit};
 use crate::registry::{
     self, AliasEvent, Lineage, ModelRef, Moved, Registered, Registry, VersionRecord,
@@ -579,103 +579,25 @@ impl GateArgs {
     }
 }
 
-fn as_gate(m: &Loaded) -> GateModel<'_> {
-    GateModel {
-        source: &m.source,
-        version: m.version,
-        sha256: &m.sha256,
-        model: &m.model,
-    }
-}
-
-/// A model file loaded for the gate, with how it was named.
-struct Loaded {
-    source: String,
-    version: Option<u64>,
-    sha256: String,
-    model: crate::model::ModelFile,
-}
-
-async fn load_for_gate(reg: &dyn Registry, reference: &str) -> Result<Option<Loaded>, String> {
-    let reference: ModelRef = reference.parse().map_err(|e| format!("{e}"))?;
-    let resolved = match reg.resolve(&reference).await {
-        Ok(r) => r,
-        Err(registry::RegistryError::AliasUnset { .. }) => return Ok(None),
-        Err(e) => {
-            return Err(crate::exit::render(&anyhow::Error::new(e))
-                .trim()
-                .replace('\n', " "));
-        }
-    };
-    let model = crate::model::ModelFile::from_bytes(&resolved.bytes)
-        .map_err(|e| format!("{}: {e}", resolved.source))?;
-    Ok(Some(Loaded {
-        version: resolved.version(),
-        source: resolved.source,
-        sha256: resolved.sha256,
-        model,
-    }))
-}
-
 pub async fn gate(args: GateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let config = args.config()?;
     let reg = args.at.open()?;
-    let candidate = match load_for_gate(&*reg, &args.candidate).await {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(format!(
-            "alias `{}` is not set in {}",
-            args.candidate,
-            reg.describe()
-        )),
-        Err(e) => Err(e),
-    };
-    let production = load_for_gate(&*reg, &args.production).await;
-    let holdout_source = args.data.display().to_string();
-    let table = crate::data::load(&args.data, &crate::data::LoadOptions::default()).map_err(|e| {
-        crate::exit::render(&anyhow::Error::new(e))
-            .trim()
-            .replace('\n', " ")
-    });
-    let report = gate::evaluate(
-        candidate.as_ref().map(as_gate).map_err(Clone::clone),
-        match &production {
-            Ok(None) => None,
-            Ok(Some(m)) => Some(Ok(as_gate(m))),
-            Err(e) => Some(Err(e.clone())),
-        },
-        table
-            .as_ref()
-            .map(|t| Holdout {
-                source: &holdout_source,
-                table: t,
-            })
-            .map_err(Clone::clone),
+    let report = gate::evaluate_refs(
+        &*reg,
+        &args.candidate,
+        &args.production,
+        &args.data,
         &config,
-    );
+    )
+    .await;
     if let Some(dir) = &args.report {
-        write_report(dir, &report)?;
+        gate::write_report(dir, &report).classify(
+            Exit::Infra,
+            format!("check that --report {} is writable", dir.display()),
+        )?;
     }
     emit(ctx.output, &GateOutput(report.clone()))?;
     Ok(report.decision.exit())
-}
-
-/// Writes `gate.json` and `gate.md` atomically.
-pub fn write_report(dir: &std::path::Path, report: &GateReport) -> anyhow::Result<()> {
-    let mut json = serde_json::to_vec_pretty(report)?;
-    json.push(b'\n');
-    crate::fsutil::write_atomic(&dir.join("gate.json"), &json).classify(
-        Exit::Infra,
-        format!("check that --report {} is writable", dir.display()),
-    )?;
-    crate::fsutil::write_atomic(
-        &dir.join("gate.md"),
-        gate::render::markdown(report).as_bytes(),
-    )
-    .classify(
-        Exit::Infra,
-        format!("check that --report {} is writable", dir.display()),
-    )?;
-    Ok(())
 }
 
 #[derive(Debug, Serialize)]
