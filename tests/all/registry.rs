@@ -208,33 +208,45 @@ fn writers_killed_at_random_points_leave_a_consistent_registry() {
     assert_consistent(&root);
 }
 
+/// Starts `health-predict registry register MODEL` as a child with JSON output.
+fn spawn_register(reg: &str, model: &Path) -> std::process::Child {
+    bin()
+        .args(["--output", "json", "registry", "register", path(model)])
+        .args(["--registry", reg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts")
+}
+
+/// Four processes register four files at once: all succeed, with four distinct versions.
+fn register_at_once(reg: &str, models: &[std::path::PathBuf]) -> BTreeSet<u64> {
+    let children: Vec<_> = models.iter().map(|v| spawn_register(reg, v)).collect();
+    let mut versions = BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().expect("child output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+        assert_eq!(json["created"], true);
+        versions.insert(json["version"].as_u64().expect("a version"));
+    }
+    assert_eq!(versions.len(), models.len(), "{versions:?}");
+    versions
+}
+
 #[test]
 fn processes_registering_at_once_get_distinct_versions() {
     let Some(m) = models() else { return };
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("reg");
-    let spawn = |model: &Path| {
-        let mut cmd = bin();
-        cmd.args(["--output", "json", "registry", "register", path(model)])
-            .args(["--registry", path(&reg)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.spawn().expect("binary starts")
-    };
-    let children: Vec<_> = m.variants[..4].iter().map(|v| spawn(v)).collect();
-    let mut versions = BTreeSet::new();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{err}");
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["created"], true);
-        versions.insert(json["version"].as_u64().unwrap());
-    }
+    let versions = register_at_once(path(&reg), &m.variants[..4]);
     assert_eq!(versions, BTreeSet::from([1, 2, 3, 4]));
 
     // The same file from two processes at once: one version, no duplicate.
-    let same: Vec<_> = (0..2).map(|_| spawn(&m.variants[5])).collect();
+    let same: Vec<_> = (0..2)
+        .map(|_| spawn_register(path(&reg), &m.variants[5]))
+        .collect();
     let outs: Vec<Value> = same
         .into_iter()
         .map(|c| {
@@ -247,6 +259,18 @@ fn processes_registering_at_once_get_distinct_versions() {
     let created: Vec<bool> = outs.iter().map(|o| o["created"] == true).collect();
     assert_eq!(created.iter().filter(|c| **c).count(), 1, "{outs:?}");
     assert_eq!(assert_consistent(&reg).0, 5);
+}
+
+#[test]
+fn processes_registering_at_once_on_mlflow_get_distinct_versions() {
+    let Some(m) = models() else { return };
+    let Some(server) = mlflow::server() else {
+        return;
+    };
+    // A fresh registered model and experiment: the processes also race to create them.
+    let reg = server.registry_uri(&format!("hp-race-{}", std::process::id()));
+    let versions = register_at_once(&reg, &m.variants[6..10]);
+    assert_eq!(versions, BTreeSet::from([1, 2, 3, 4]));
 }
 
 /// Register, gate, promote, gate again, roll back: the same steps on any backend.
