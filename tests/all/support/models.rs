@@ -45,15 +45,35 @@ fn train_to(table: &Table, algorithm: Algorithm, target: Target, seed: u64, out:
     outcome.model.save(out).expect("model file saves");
 }
 
+/// `CARGO_TARGET_TMPDIR/test-models-PID`, after removing those of test runs that have ended
+/// (a static is never dropped, so each run cleans up after the last).
+fn models_dir() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("test-models-")
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if !alive {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = base.join(format!("test-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("models dir");
+    dir
+}
+
 fn build() -> Option<Models> {
     let data = shared_data()?;
     let started = std::time::Instant::now();
     let table = load(&data, &LoadOptions::default()).expect("shared data loads");
-    let dir = tempfile::Builder::new()
-        .prefix("hp-models-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
+    let dir = models_dir();
     let rows = |r: std::ops::Range<usize>| table.select(&r.collect::<Vec<_>>());
     let holdout = dir.join("holdout.csv");
     rows(90_000..table.len())
