@@ -171,6 +171,7 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     known!(
         crate::data::DataError,
         crate::model::ModelError,
+        crate::pipeline::config::ConfigError,
         crate::registry::RegistryError
     );
     None
