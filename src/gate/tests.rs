@@ -373,3 +373,30 @@ fn models_predicting_different_targets_are_refused() {
     };
     assert_refused(&run(&c, None, &t, &asked), "asked to score target `any`");
 }
+
+#[test]
+fn what_reviewers_read_is_stable() {
+    let (t, l) = holdout(2000, 3);
+    let c = fixed(scores(&l, 0.2, 1));
+    let p = fixed(scores(&l, 0.5, 2));
+    let mut skip = run(&c, Some(&p), &t, &cfg());
+    skip.evaluated_at = jiff::Timestamp::UNIX_EPOCH;
+    skip.health_predict_version = "X.Y.Z";
+    insta::assert_snapshot!("gate_skip_md", render::markdown(&skip));
+    insta::assert_snapshot!("gate_skip_human", render::human(&skip));
+
+    let (small, l) = holdout(300, 3);
+    let c = fixed(scores(&l, 0.2, 1));
+    let mut refused = evaluate(
+        Ok(model("candidate", &c)),
+        Some(Err("version 9 does not exist in reg".into())),
+        Ok(Holdout {
+            source: "holdout.csv",
+            table: &small,
+        }),
+        &cfg(),
+    );
+    refused.evaluated_at = jiff::Timestamp::UNIX_EPOCH;
+    refused.health_predict_version = "X.Y.Z";
+    insta::assert_snapshot!("gate_refused_md", render::markdown(&refused));
+}

@@ -830,11 +830,19 @@ impl Registry for MlflowRegistry {
 
     fn versions(&self) -> BoxFuture<'_, Result<Vec<VersionRecord>, RegistryError>> {
         async move {
-            self.model_versions()
-                .await?
-                .iter()
-                .map(|mv| self.to_record(mv))
-                .collect()
+            let mut out = Vec::new();
+            for mv in self.model_versions().await? {
+                if !mv.tags.iter().any(|t| t.key == TAG_SHA) {
+                    // Another tool's version of the same registered model: not ours to list.
+                    tracing::warn!(
+                        version = %mv.version,
+                        "skipping a model version not registered by health-predict"
+                    );
+                    continue;
+                }
+                out.push(self.to_record(&mv)?);
+            }
+            Ok(out)
         }
         .boxed()
     }
