@@ -520,11 +520,11 @@ impl Render for HistoryOutput {
 #[derive(Debug, clap::Args)]
 pub struct GateArgs {
     /// The model that wants to replace production: a version, an alias or a path.
-    #[arg(long, value_name = "REF", default_value = "candidate")]
+    #[arg(long, value_name = "REF", default_value = "candidate", env = env::GATE_CANDIDATE)]
     pub candidate: String,
     /// The model in production: a version, an alias or a path. An alias that is not set means
     /// there is no production model (DEPLOY); anything else that cannot be read refuses.
-    #[arg(long, value_name = "REF", default_value = "production")]
+    #[arg(long, value_name = "REF", default_value = "production", env = env::GATE_PRODUCTION)]
     pub production: String,
     /// Labelled holdout data (CSV or CSV.gz) both models are scored on.
     #[arg(long, value_name = "HOLDOUT", env = env::GATE_DATA)]
