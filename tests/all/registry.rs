@@ -271,6 +271,36 @@ fn processes_registering_at_once_on_mlflow_get_distinct_versions() {
     let reg = server.registry_uri(&format!("hp-race-{}", std::process::id()));
     let versions = register_at_once(&reg, &m.variants[6..10]);
     assert_eq!(versions, BTreeSet::from([1, 2, 3, 4]));
+
+    // The same file from three processes at once: every one answers with the same version and
+    // one version remains (a racer that created a duplicate deletes it again).
+    let outs: Vec<Value> = (0..3)
+        .map(|_| spawn_register(&reg, &m.variants[11]))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    assert!(
+        outs.iter().all(|o| o["version"] == outs[0]["version"]),
+        "{outs:?}"
+    );
+    let list = ok(&reg, &["registry", "list"]);
+    let listed: Vec<&Value> = list["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["version"] == outs[0]["version"] || v["sha256"] == outs[0]["sha256"])
+        .collect();
+    assert_eq!(listed.len(), 1, "{list:#}");
+    assert_eq!(list["versions"].as_array().unwrap().len(), 5);
 }
 
 /// Register, gate, promote, gate again, roll back: the same steps on any backend.
