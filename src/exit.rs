@@ -172,7 +172,10 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
         crate::data::DataError,
         crate::model::ModelError,
         crate::pipeline::config::ConfigError,
-        crate::registry::RegistryError
+        crate::github::GithubError,
+        crate::kube::KubeError,
+        crate::aws::AwsError,
+        crate::registry::RegistryError,
     );
     None
 }
