@@ -170,10 +170,12 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     }
     known!(
         crate::data::DataError,
+        crate::model::ModelError,
         crate::pipeline::config::ConfigError,
         crate::github::GithubError,
         crate::kube::KubeError,
         crate::aws::AwsError,
+        crate::registry::RegistryError,
     );
     None
 }
