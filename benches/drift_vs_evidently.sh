@@ -51,7 +51,11 @@ PY
   BATCHES=("$SPLIT"/batches/batch_{1..5}.csv)
 fi
 
+# A 1,000-row reference exercises Evidently's small-reference tests (KS, chi-squared, Z-test).
+head -n 1001 "$REF" > "$WORK/reference_small.csv"
 for i in 1 2 3 4 5; do
+  "$BIN" --quiet --output json drift --reference "$WORK/reference_small.csv" \
+    --current "${BATCHES[$((i-1))]}" --report "$WORK/hps_$i" > /dev/null
   for r in $(seq "$REPEAT"); do
     start=$(date +%s.%N)
     "$BIN" --quiet --output json drift --reference "$REF" --current "${BATCHES[$((i-1))]}" \
@@ -116,6 +120,35 @@ for i, b in enumerate(batches, 1):
     ev_times.append(ev_t); hp_times.append(hp_t)
     print(f"{i:<7}{ev_t*1e3:>10.1f}ms{hp_t*1e3:>8.2f}ms{ev_t/hp_t:>8.0f}x{res['number_of_drifted_columns']:>8}/{hp_runs[0]['drifted_columns']:<6}"
           f"{res['share_of_drifted_columns']:>8.3f}  {len(ev)-len(bad)}/{len(ev)} columns")
+    for line in bad:
+        print("   DIFFERS", line)
+
+def compare(ev, hp):
+    bad = []
+    for name, e in ev.items():
+        h = hp[name]
+        es, hs = e["drift_score"], h["score"]
+        rel = abs(es - hs) / abs(es) if es != 0 else abs(hs)
+        same_test = NAMES.get(e["stattest_name"]) == h["test"]
+        if not (same_test and e["drift_detected"] == h["drifted"] and (rel <= 1e-6 or abs(es - hs) <= 1e-12)):
+            bad.append(f"{name}: evidently {e['stattest_name']} {es!r} {e['drift_detected']} vs {h['test']} {hs!r} {h['drifted']}")
+    return bad
+
+
+small = ref.iloc[:1000]
+print("small reference (first 1,000 rows):")
+for i, b in enumerate(batches, 1):
+    rep = Report(metrics=[DataDriftPreset()])
+    rep.run(reference_data=small, current_data=read(b)[cols])
+    ev = rep.as_dict()["metrics"][1]["result"]["drift_by_columns"]
+    hp = {c["column"]: c for c in json.load(open(f"{work}/hps_{i}/drift.json"))["columns"]}
+    bad = compare(ev, hp)
+    tests = {}
+    for c in hp.values():
+        tests[c["test"]] = tests.get(c["test"], 0) + 1
+    total_cols += len(ev)
+    agree_cols += len(ev) - len(bad)
+    print(f"  batch {i}: {len(ev)-len(bad)}/{len(ev)} columns agree; tests {dict(sorted(tests.items()))}")
     for line in bad:
         print("   DIFFERS", line)
 ev_m, hp_m = statistics.median(ev_times), statistics.median(hp_times)

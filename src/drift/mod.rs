@@ -27,8 +27,6 @@ pub const SMALL_REFERENCE_ROWS: usize = 1000;
 pub const DATASET_DRIFT_SHARE: f64 = 0.5;
 /// The upstream's retraining rule: retrain when the drift share is strictly over this.
 pub const DRIFT_SHARE_THRESHOLD: f64 = 0.30;
-/// Integer columns with at most this many distinct values are categorical (Evidently's rule).
-pub const MAX_UNIQUE_AS_CATEGORICAL: usize = 5;
 
 /// A drift test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -554,21 +552,13 @@ fn column_drift(
     };
     let (column_type, keys, numeric) = match (reference.column(c), current.column(c)) {
         (Column::Int(r), Column::Int(k)) => {
+            // Evidently's drift metrics type feature columns by pandas dtype alone: integer
+            // columns are numerical whatever their number of distinct values (its "<= 5 distinct
+            // values is categorical" rule applies to target and prediction columns only).
             let r = prepare_ints(r);
             let k = prepare_ints(k);
             let keys = int_keys(&r.values, &k.values);
-            let ref_unique = distinct_sorted(&r.values);
-            let nunique = if ref_unique > 0 {
-                ref_unique
-            } else {
-                distinct_sorted(&k.values)
-            };
-            let ty = if nunique <= MAX_UNIQUE_AS_CATEGORICAL {
-                ColumnType::Categorical
-            } else {
-                ColumnType::Numerical
-            };
-            (ty, keys, Some((r, k)))
+            (ColumnType::Numerical, keys, Some((r, k)))
         }
         _ => {
             let keys = category_keys(reference, current, c, config.missing);

@@ -207,10 +207,11 @@ fn default_selection_follows_evidently() {
             Method::ChiSquare
         ]
     );
-    // num_procedures has 4 values: an integer column with <= 5 values is categorical.
+    // num_procedures has 4 values: still a numerical column (typed by dtype, as Evidently's
+    // drift metrics do), tested with chi-squared because it has 3..5 values.
     assert_eq!(
         rep.columns[1].column_type,
-        health_predict::drift::ColumnType::Categorical
+        health_predict::drift::ColumnType::Numerical
     );
     assert!(
         rep.columns[0].why.contains("(<= 1000)"),
