@@ -354,6 +354,11 @@ pub struct ColumnResult {
     pub score: f64,
     /// The test statistic behind a p-value (KS D, chi-squared, z); the distance itself otherwise.
     pub statistic: f64,
+    /// `score` again, under the name of what it is: exactly one of these two is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f64>,
     pub threshold: f64,
     pub drifted: bool,
     pub choice: Choice,
@@ -651,6 +656,8 @@ fn column_drift(
         },
         score,
         statistic,
+        p_value: test.is_p_value().then_some(score),
+        distance: (!test.is_p_value()).then_some(score),
         threshold,
         drifted: test.drifted(score, threshold),
         choice,
