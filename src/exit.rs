@@ -168,8 +168,15 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::drift::DriftError);
-    known!(crate::data::split::SplitError);
+    known!(
+        crate::data::DataError,
+        crate::data::split::SplitError,
+        crate::drift::DriftError,
+        crate::pipeline::config::ConfigError,
+        crate::github::GithubError,
+        crate::kube::KubeError,
+        crate::aws::AwsError,
+    );
     None
 }
 
