@@ -171,6 +171,8 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     known!(
         crate::data::DataError,
         crate::model::ModelError,
+        crate::data::split::SplitError,
+        crate::drift::DriftError,
         crate::pipeline::config::ConfigError,
         crate::github::GithubError,
         crate::kube::KubeError,
