@@ -529,7 +529,10 @@ pub struct GateArgs {
     /// Labelled holdout data (CSV or CSV.gz) both models are scored on.
     #[arg(long, value_name = "HOLDOUT", env = env::GATE_DATA)]
     pub data: PathBuf,
-    /// A candidate this much below production's AUC is still deployed (DEPLOY_REFRESH).
+    /// The AUC gain over production at which the candidate deploys outright (DEPLOY).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, env = env::GATE_MIN_DELTA)]
+    pub min_delta: f64,
+    /// A candidate this much below the min delta is still deployed (DEPLOY_REFRESH).
     #[arg(long, default_value_t = 0.02, env = env::GATE_REFRESH_TOLERANCE)]
     pub refresh_tolerance: f64,
     /// Fewest labelled holdout rows accepted.
@@ -560,6 +563,7 @@ pub struct GateArgs {
 impl GateArgs {
     fn config(&self) -> anyhow::Result<GateConfig> {
         let config = GateConfig {
+            min_delta: self.min_delta,
             refresh_tolerance: self.refresh_tolerance,
             min_rows: self.min_rows,
             min_class_rows: self.min_class_rows,

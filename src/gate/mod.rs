@@ -2,8 +2,8 @@
 //!
 //! Both models are scored on the same holdout rows, each through its own stored preprocessing
 //! (the model file's `predict_table`), and compared by ROC AUC:
-//! no production model → DEPLOY; delta >= 0 → DEPLOY; 0 > delta >= -tolerance → DEPLOY_REFRESH;
-//! below → SKIP. A paired bootstrap (seeded) gives a confidence interval for the delta. Anything
+//! no production model → DEPLOY; delta >= min_delta (0 by default) → DEPLOY;
+//! min_delta > delta >= min_delta - tolerance → DEPLOY_REFRESH; below → SKIP. A paired bootstrap (seeded) gives a confidence interval for the delta. Anything
 //! the decision needs that is missing or inconsistent (unreadable model, too small a holdout, a
 //! single-class holdout, models trained on different schemas, non-finite scores) makes the gate
 //! REFUSE: a refusal is never a pass. [`evaluate`] works on loaded models and rows;
@@ -29,6 +29,8 @@ pub use auc::{Ranked, auc};
 /// The gate's tunables. Defaults follow the issue; every one is a flag with an env fallback.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateConfig {
+    /// The AUC gain over production at which a candidate deploys outright (0: as good is enough).
+    pub min_delta: f64,
     /// How far below production's AUC a candidate may be and still be deployed as a refresh.
     pub refresh_tolerance: f64,
     /// Fewest labelled holdout rows the gate accepts.
@@ -48,6 +50,7 @@ pub struct GateConfig {
 impl Default for GateConfig {
     fn default() -> GateConfig {
         GateConfig {
+            min_delta: 0.0,
             refresh_tolerance: 0.02,
             min_rows: 1000,
             min_class_rows: 50,
@@ -62,6 +65,12 @@ impl Default for GateConfig {
 impl GateConfig {
     /// Checks the settings make sense; returns what is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        if !(self.min_delta.is_finite() && (-1.0..=1.0).contains(&self.min_delta)) {
+            return Err(format!(
+                "min delta {} must be between -1 and 1",
+                self.min_delta
+            ));
+        }
         if !(self.refresh_tolerance.is_finite() && self.refresh_tolerance >= 0.0) {
             return Err(format!(
                 "refresh tolerance must be a number >= 0, got {}",
@@ -442,11 +451,14 @@ pub fn evaluate(
     } else {
         match delta {
             None => (Decision::Refused, "an AUC could not be computed".to_owned()),
-            Some(d) if d >= 0.0 => (
+            Some(d) if d >= config.min_delta => (
                 Decision::Deploy,
-                format!("the candidate's AUC is {d:+.4} against production (>= 0)"),
+                format!(
+                    "the candidate's AUC is {d:+.4} against production (>= {:+.4})",
+                    config.min_delta
+                ),
             ),
-            Some(d) if d >= -config.refresh_tolerance => (
+            Some(d) if d >= config.min_delta - config.refresh_tolerance => (
                 Decision::DeployRefresh,
                 format!(
                     "the candidate's AUC is {d:+.4} against production, within the refresh \
@@ -457,8 +469,10 @@ pub fn evaluate(
             Some(d) => (
                 Decision::Skip,
                 format!(
-                    "the candidate's AUC is {d:+.4} against production, below the refresh \
-                     tolerance -{:.4}",
+                    "the candidate's AUC is {d:+.4} against production, below {:+.4} (min delta \
+                     {:+.4} less the refresh tolerance {:.4})",
+                    config.min_delta - config.refresh_tolerance,
+                    config.min_delta,
                     config.refresh_tolerance
                 ),
             ),
