@@ -183,10 +183,10 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     }
     known!(
         crate::data::DataError,
-        crate::pipeline::config::ConfigError,
-        crate::drift::DriftError,
-        crate::data::split::SplitError,
         crate::model::ModelError,
+        crate::data::split::SplitError,
+        crate::drift::DriftError,
+        crate::pipeline::config::ConfigError,
         crate::registry::RegistryError,
         crate::serve::ServeError,
         crate::apitest::ApiTestError,

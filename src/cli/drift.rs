@@ -225,8 +225,16 @@ pub async fn run(args: DriftArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     emit(ctx.output, &outcome)?;
     if crate::ci::in_github_actions() {
-        let _ = crate::ci::set_output("drift_share", &format!("{}", outcome.decision.drift_share));
-        let _ = crate::ci::set_output("retrain", &outcome.decision.retrain.to_string());
+        let d = &outcome.decision;
+        for (name, value) in [
+            ("drift_share", d.drift_share.to_string()),
+            ("drifted_columns", d.drifted_columns.to_string()),
+            ("retrain", d.retrain.to_string()),
+        ] {
+            if let Err(e) = crate::ci::set_output(name, &value) {
+                tracing::warn!(error = %e, "cannot write step output {name} to GITHUB_OUTPUT");
+            }
+        }
     }
     if req.fail_on_drift && outcome.decision.drift_over_threshold {
         return Ok(Exit::Failure);

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::{Context, env};
 use crate::exit::{Classify, Exit, fail};
-use crate::gate::{self, GateConfig, GateModel, GateReport, Holdout};
+use crate::gate::{self, GateConfig, GateReport};
 use crate::output::{Render, emit};
 use crate::registry::{
     self, AliasEvent, Lineage, ModelRef, Moved, Registered, Registry, VersionRecord,
@@ -520,16 +520,19 @@ impl Render for HistoryOutput {
 #[derive(Debug, clap::Args)]
 pub struct GateArgs {
     /// The model that wants to replace production: a version, an alias or a path.
-    #[arg(long, value_name = "REF", default_value = "candidate")]
+    #[arg(long, value_name = "REF", default_value = "candidate", env = env::GATE_CANDIDATE)]
     pub candidate: String,
     /// The model in production: a version, an alias or a path. An alias that is not set means
     /// there is no production model (DEPLOY); anything else that cannot be read refuses.
-    #[arg(long, value_name = "REF", default_value = "production")]
+    #[arg(long, value_name = "REF", default_value = "production", env = env::GATE_PRODUCTION)]
     pub production: String,
     /// Labelled holdout data (CSV or CSV.gz) both models are scored on.
     #[arg(long, value_name = "HOLDOUT", env = env::GATE_DATA)]
     pub data: PathBuf,
-    /// A candidate this much below production's AUC is still deployed (DEPLOY_REFRESH).
+    /// The AUC gain over production at which the candidate deploys outright (DEPLOY).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, env = env::GATE_MIN_DELTA)]
+    pub min_delta: f64,
+    /// A candidate this much below the min delta is still deployed (DEPLOY_REFRESH).
     #[arg(long, default_value_t = 0.02, env = env::GATE_REFRESH_TOLERANCE)]
     pub refresh_tolerance: f64,
     /// Fewest labelled holdout rows accepted.
@@ -560,6 +563,7 @@ pub struct GateArgs {
 impl GateArgs {
     fn config(&self) -> anyhow::Result<GateConfig> {
         let config = GateConfig {
+            min_delta: self.min_delta,
             refresh_tolerance: self.refresh_tolerance,
             min_rows: self.min_rows,
             min_class_rows: self.min_class_rows,
@@ -579,103 +583,25 @@ impl GateArgs {
     }
 }
 
-fn as_gate(m: &Loaded) -> GateModel<'_> {
-    GateModel {
-        source: &m.source,
-        version: m.version,
-        sha256: &m.sha256,
-        model: &m.model,
-    }
-}
-
-/// A model file loaded for the gate, with how it was named.
-struct Loaded {
-    source: String,
-    version: Option<u64>,
-    sha256: String,
-    model: crate::model::ModelFile,
-}
-
-async fn load_for_gate(reg: &dyn Registry, reference: &str) -> Result<Option<Loaded>, String> {
-    let reference: ModelRef = reference.parse().map_err(|e| format!("{e}"))?;
-    let resolved = match reg.resolve(&reference).await {
-        Ok(r) => r,
-        Err(registry::RegistryError::AliasUnset { .. }) => return Ok(None),
-        Err(e) => {
-            return Err(crate::exit::render(&anyhow::Error::new(e))
-                .trim()
-                .replace('\n', " "));
-        }
-    };
-    let model = crate::model::ModelFile::from_bytes(&resolved.bytes)
-        .map_err(|e| format!("{}: {e}", resolved.source))?;
-    Ok(Some(Loaded {
-        version: resolved.version(),
-        source: resolved.source,
-        sha256: resolved.sha256,
-        model,
-    }))
-}
-
 pub async fn gate(args: GateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let config = args.config()?;
     let reg = args.at.open()?;
-    let candidate = match load_for_gate(&*reg, &args.candidate).await {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(format!(
-            "alias `{}` is not set in {}",
-            args.candidate,
-            reg.describe()
-        )),
-        Err(e) => Err(e),
-    };
-    let production = load_for_gate(&*reg, &args.production).await;
-    let holdout_source = args.data.display().to_string();
-    let table = crate::data::load(&args.data, &crate::data::LoadOptions::default()).map_err(|e| {
-        crate::exit::render(&anyhow::Error::new(e))
-            .trim()
-            .replace('\n', " ")
-    });
-    let report = gate::evaluate(
-        candidate.as_ref().map(as_gate).map_err(Clone::clone),
-        match &production {
-            Ok(None) => None,
-            Ok(Some(m)) => Some(Ok(as_gate(m))),
-            Err(e) => Some(Err(e.clone())),
-        },
-        table
-            .as_ref()
-            .map(|t| Holdout {
-                source: &holdout_source,
-                table: t,
-            })
-            .map_err(Clone::clone),
+    let report = gate::evaluate_refs(
+        &*reg,
+        &args.candidate,
+        &args.production,
+        &args.data,
         &config,
-    );
+    )
+    .await;
     if let Some(dir) = &args.report {
-        write_report(dir, &report)?;
+        gate::write_report(dir, &report).classify(
+            Exit::Infra,
+            format!("check that --report {} is writable", dir.display()),
+        )?;
     }
     emit(ctx.output, &GateOutput(report.clone()))?;
     Ok(report.decision.exit())
-}
-
-/// Writes `gate.json` and `gate.md` atomically.
-pub fn write_report(dir: &std::path::Path, report: &GateReport) -> anyhow::Result<()> {
-    let mut json = serde_json::to_vec_pretty(report)?;
-    json.push(b'\n');
-    crate::fsutil::write_atomic(&dir.join("gate.json"), &json).classify(
-        Exit::Infra,
-        format!("check that --report {} is writable", dir.display()),
-    )?;
-    crate::fsutil::write_atomic(
-        &dir.join("gate.md"),
-        gate::render::markdown(report).as_bytes(),
-    )
-    .classify(
-        Exit::Infra,
-        format!("check that --report {} is writable", dir.display()),
-    )?;
-    Ok(())
 }
 
 #[derive(Debug, Serialize)]

@@ -27,8 +27,6 @@ pub const SMALL_REFERENCE_ROWS: usize = 1000;
 pub const DATASET_DRIFT_SHARE: f64 = 0.5;
 /// The upstream's retraining rule: retrain when the drift share is strictly over this.
 pub const DRIFT_SHARE_THRESHOLD: f64 = 0.30;
-/// Integer columns with at most this many distinct values are categorical (Evidently's rule).
-pub const MAX_UNIQUE_AS_CATEGORICAL: usize = 5;
 
 /// A drift test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -356,6 +354,11 @@ pub struct ColumnResult {
     pub score: f64,
     /// The test statistic behind a p-value (KS D, chi-squared, z); the distance itself otherwise.
     pub statistic: f64,
+    /// `score` again, under the name of what it is: exactly one of these two is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f64>,
     pub threshold: f64,
     pub drifted: bool,
     pub choice: Choice,
@@ -554,21 +557,13 @@ fn column_drift(
     };
     let (column_type, keys, numeric) = match (reference.column(c), current.column(c)) {
         (Column::Int(r), Column::Int(k)) => {
+            // Evidently's drift metrics type feature columns by pandas dtype alone: integer
+            // columns are numerical whatever their number of distinct values (its "<= 5 distinct
+            // values is categorical" rule applies to target and prediction columns only).
             let r = prepare_ints(r);
             let k = prepare_ints(k);
             let keys = int_keys(&r.values, &k.values);
-            let ref_unique = distinct_sorted(&r.values);
-            let nunique = if ref_unique > 0 {
-                ref_unique
-            } else {
-                distinct_sorted(&k.values)
-            };
-            let ty = if nunique <= MAX_UNIQUE_AS_CATEGORICAL {
-                ColumnType::Categorical
-            } else {
-                ColumnType::Numerical
-            };
-            (ty, keys, Some((r, k)))
+            (ColumnType::Numerical, keys, Some((r, k)))
         }
         _ => {
             let keys = category_keys(reference, current, c, config.missing);
@@ -661,6 +656,8 @@ fn column_drift(
         },
         score,
         statistic,
+        p_value: test.is_p_value().then_some(score),
+        distance: (!test.is_p_value()).then_some(score),
         threshold,
         drifted: test.drifted(score, threshold),
         choice,

@@ -2,12 +2,13 @@
 //!
 //! Both models are scored on the same holdout rows, each through its own stored preprocessing
 //! (the model file's `predict_table`), and compared by ROC AUC:
-//! no production model → DEPLOY; delta >= 0 → DEPLOY; 0 > delta >= -tolerance → DEPLOY_REFRESH;
-//! below → SKIP. A paired bootstrap (seeded) gives a confidence interval for the delta. Anything
+//! no production model → DEPLOY; delta >= min_delta (0 by default) → DEPLOY;
+//! min_delta > delta >= min_delta - tolerance → DEPLOY_REFRESH; below → SKIP. A paired bootstrap (seeded) gives a confidence interval for the delta. Anything
 //! the decision needs that is missing or inconsistent (unreadable model, too small a holdout, a
 //! single-class holdout, models trained on different schemas, non-finite scores) makes the gate
-//! REFUSE: a refusal is never a pass. Must not: read registries or files itself (callers resolve
-//! REFs), promote or deploy anything.
+//! REFUSE: a refusal is never a pass. [`evaluate`] works on loaded models and rows;
+//! [`evaluate_refs`] resolves REFs in a registry and reads the holdout first. Must not: promote,
+//! deploy or change the registry.
 
 mod auc;
 pub mod render;
@@ -20,12 +21,16 @@ use serde::Serialize;
 use crate::data::schema::{EXPIRED_OR_HOSPICE, col};
 use crate::data::{Table, Target};
 use crate::exit::Exit;
+use crate::registry::{ModelRef, Registry, RegistryError};
+use std::path::Path;
 
 pub use auc::{Ranked, auc};
 
 /// The gate's tunables. Defaults follow the issue; every one is a flag with an env fallback.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateConfig {
+    /// The AUC gain over production at which a candidate deploys outright (0: as good is enough).
+    pub min_delta: f64,
     /// How far below production's AUC a candidate may be and still be deployed as a refresh.
     pub refresh_tolerance: f64,
     /// Fewest labelled holdout rows the gate accepts.
@@ -45,6 +50,7 @@ pub struct GateConfig {
 impl Default for GateConfig {
     fn default() -> GateConfig {
         GateConfig {
+            min_delta: 0.0,
             refresh_tolerance: 0.02,
             min_rows: 1000,
             min_class_rows: 50,
@@ -59,6 +65,12 @@ impl Default for GateConfig {
 impl GateConfig {
     /// Checks the settings make sense; returns what is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        if !(self.min_delta.is_finite() && (-1.0..=1.0).contains(&self.min_delta)) {
+            return Err(format!(
+                "min delta {} must be between -1 and 1",
+                self.min_delta
+            ));
+        }
         if !(self.refresh_tolerance.is_finite() && self.refresh_tolerance >= 0.0) {
             return Err(format!(
                 "refresh tolerance must be a number >= 0, got {}",
@@ -439,11 +451,14 @@ pub fn evaluate(
     } else {
         match delta {
             None => (Decision::Refused, "an AUC could not be computed".to_owned()),
-            Some(d) if d >= 0.0 => (
+            Some(d) if d >= config.min_delta => (
                 Decision::Deploy,
-                format!("the candidate's AUC is {d:+.4} against production (>= 0)"),
+                format!(
+                    "the candidate's AUC is {d:+.4} against production (>= {:+.4})",
+                    config.min_delta
+                ),
             ),
-            Some(d) if d >= -config.refresh_tolerance => (
+            Some(d) if d >= config.min_delta - config.refresh_tolerance => (
                 Decision::DeployRefresh,
                 format!(
                     "the candidate's AUC is {d:+.4} against production, within the refresh \
@@ -454,8 +469,10 @@ pub fn evaluate(
             Some(d) => (
                 Decision::Skip,
                 format!(
-                    "the candidate's AUC is {d:+.4} against production, below the refresh \
-                     tolerance -{:.4}",
+                    "the candidate's AUC is {d:+.4} against production, below {:+.4} (min delta \
+                     {:+.4} less the refresh tolerance {:.4})",
+                    config.min_delta - config.refresh_tolerance,
+                    config.min_delta,
                     config.refresh_tolerance
                 ),
             ),
@@ -533,6 +550,102 @@ fn paired_bootstrap(
         seed: config.seed,
         share_below_zero: below as f64 / deltas.len() as f64,
     })
+}
+
+/// A model file loaded for the gate, with how it was named.
+struct Loaded {
+    source: String,
+    version: Option<u64>,
+    sha256: String,
+    model: crate::model::ModelFile,
+}
+
+impl Loaded {
+    fn as_gate(&self) -> GateModel<'_> {
+        GateModel {
+            source: &self.source,
+            version: self.version,
+            sha256: &self.sha256,
+            model: &self.model,
+        }
+    }
+}
+
+/// An error as one line: message, causes and hint, for a refusal reason.
+fn one_line(e: impl Into<anyhow::Error>) -> String {
+    let text = crate::exit::render(&e.into());
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines.join("; ").trim_start_matches("error: ").to_owned()
+}
+
+/// `Ok(None)` when `reference` is an alias that is not set.
+async fn load(reg: &dyn Registry, reference: &str) -> Result<Option<Loaded>, String> {
+    let reference: ModelRef = reference.parse().map_err(one_line)?;
+    let resolved = match reg.resolve(&reference).await {
+        Ok(r) => r,
+        Err(RegistryError::AliasUnset { .. }) => return Ok(None),
+        Err(e) => return Err(one_line(e)),
+    };
+    let model = crate::model::ModelFile::from_bytes(&resolved.bytes).map_err(|e| {
+        one_line(RegistryError::InvalidModel {
+            what: resolved.source.clone(),
+            source: e,
+        })
+    })?;
+    Ok(Some(Loaded {
+        version: resolved.version(),
+        source: resolved.source,
+        sha256: resolved.sha256,
+        model,
+    }))
+}
+
+/// The gate as the CLI and the pipeline run it: resolves both REFs in `reg` (version, alias or
+/// path; an unset production alias means there is no production model), loads the holdout, and
+/// evaluates. Never fails: whatever cannot be read becomes a refusal in the report.
+pub async fn evaluate_refs(
+    reg: &dyn Registry,
+    candidate: &str,
+    production: &str,
+    holdout: &Path,
+    config: &GateConfig,
+) -> GateReport {
+    let cand = match load(reg, candidate).await {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(format!(
+            "alias `{candidate}` is not set in {}",
+            reg.describe()
+        )),
+        Err(e) => Err(e),
+    };
+    let prod = load(reg, production).await;
+    let source = holdout.display().to_string();
+    let table = crate::data::load(holdout, &crate::data::LoadOptions::default()).map_err(one_line);
+    evaluate(
+        cand.as_ref().map(Loaded::as_gate).map_err(Clone::clone),
+        match &prod {
+            Ok(None) => None,
+            Ok(Some(m)) => Some(Ok(m.as_gate())),
+            Err(e) => Some(Err(e.clone())),
+        },
+        table
+            .as_ref()
+            .map(|t| Holdout {
+                source: &source,
+                table: t,
+            })
+            .map_err(Clone::clone),
+        config,
+    )
+}
+
+/// Writes `gate.json` (the report as `--output json` prints it) and `gate.md` (a PR comment)
+/// into `dir`, atomically.
+pub fn write_report(dir: &Path, report: &GateReport) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    crate::fsutil::write_atomic(&dir.join("gate.json"), &json)?;
+    crate::fsutil::write_atomic(&dir.join("gate.md"), render::markdown(report).as_bytes())
 }
 
 /// Linear-interpolation quantile of sorted values (type 7, numpy's default).

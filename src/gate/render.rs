@@ -78,8 +78,8 @@ pub fn human(r: &GateReport) -> String {
     if let Some(h) = &r.holdout {
         let _ = writeln!(
             s,
-            "  holdout     {}: {} labelled rows ({} positive, {} negative)",
-            h.source, h.scored_rows, h.positives, h.negatives
+            "  holdout     {}: {} rows scored of {} ({} positive, {} negative)",
+            h.source, h.scored_rows, h.rows, h.positives, h.negatives
         );
     }
     for refusal in &r.refusals {

@@ -175,6 +175,36 @@ fn slightly_worse_refreshes_and_clearly_worse_skips_with_configurable_tolerance(
 }
 
 #[test]
+fn a_min_delta_demands_a_gain_and_shifts_the_refresh_band() {
+    let (t, l) = holdout(3000, 3);
+    let c = fixed(scores(&l, 0.5, 1));
+    let p = fixed(scores(&l, 0.2, 2));
+    let d = run(&c, Some(&p), &t, &cfg()).delta.unwrap();
+    assert!(d > 0.05, "{d}");
+    let demanding = GateConfig {
+        min_delta: d + 0.01,
+        refresh_tolerance: 0.0,
+        ..cfg()
+    };
+    let r = run(&c, Some(&p), &t, &demanding);
+    assert_eq!(r.decision, Decision::Skip, "{}", r.reason);
+    let banded = GateConfig {
+        min_delta: d + 0.01,
+        refresh_tolerance: 0.02,
+        ..cfg()
+    };
+    assert_eq!(
+        run(&c, Some(&p), &t, &banded).decision,
+        Decision::DeployRefresh
+    );
+    let bad = GateConfig {
+        min_delta: f64::NAN,
+        ..cfg()
+    };
+    assert_refused(&run(&c, Some(&p), &t, &bad), "min delta");
+}
+
+#[test]
 fn the_bootstrap_is_seeded() {
     let (t, l) = holdout(1500, 3);
     let c = fixed(scores(&l, 0.3, 1));
@@ -372,4 +402,31 @@ fn models_predicting_different_targets_are_refused() {
         ..cfg()
     };
     assert_refused(&run(&c, None, &t, &asked), "asked to score target `any`");
+}
+
+#[test]
+fn what_reviewers_read_is_stable() {
+    let (t, l) = holdout(2000, 3);
+    let c = fixed(scores(&l, 0.2, 1));
+    let p = fixed(scores(&l, 0.5, 2));
+    let mut skip = run(&c, Some(&p), &t, &cfg());
+    skip.evaluated_at = jiff::Timestamp::UNIX_EPOCH;
+    skip.health_predict_version = "X.Y.Z";
+    insta::assert_snapshot!("gate_skip_md", render::markdown(&skip));
+    insta::assert_snapshot!("gate_skip_human", render::human(&skip));
+
+    let (small, l) = holdout(300, 3);
+    let c = fixed(scores(&l, 0.2, 1));
+    let mut refused = evaluate(
+        Ok(model("candidate", &c)),
+        Some(Err("version 9 does not exist in reg".into())),
+        Ok(Holdout {
+            source: "holdout.csv",
+            table: &small,
+        }),
+        &cfg(),
+    );
+    refused.evaluated_at = jiff::Timestamp::UNIX_EPOCH;
+    refused.health_predict_version = "X.Y.Z";
+    insta::assert_snapshot!("gate_refused_md", render::markdown(&refused));
 }

@@ -6,9 +6,11 @@
 //! registration creates a run in an experiment (`?experiment=`, default `health-predict`), logs
 //! params and metrics on it (so the MLflow UI shows them), uploads `model/model.bin`, then creates
 //! a model version whose tags carry the checksum and the registration (lineage, metrics, params).
-//! Alias history lives in registered-model tags `health_predict.history.<alias>.<seq>`, one JSON
-//! event each. MLflow has no multi-call transactions: concurrent writers should be serialised by
-//! the caller (one pipeline at a time, e.g. a CI concurrency group).
+//! Alias history lives in registered-model tags `health_predict.history.<alias>.<µs>.<nonce>`, one
+//! JSON event each (microseconds since the epoch, fixed width, so keys sort by time; the nonce
+//! keeps concurrent moves from overwriting each other). MLflow has no multi-call transactions:
+//! alias moves should be serialised by the caller (one pipeline at a time, e.g. a CI concurrency
+//! group); registration is safe to race (a duplicate of the same bytes is deleted again).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -681,6 +683,35 @@ impl MlflowRegistry {
             .map_err(self.err("model-versions/create"))?;
         let version = mv.model_version.version.parse::<u64>().unwrap_or(0);
         let ready = self.wait_ready(version).await?;
+        // Another process may have registered the same bytes between our search and create.
+        // The lowest such version wins; a later duplicate (ours) is deleted again.
+        let first = self.model_versions().await?.into_iter().find(|mv| {
+            mv.tags
+                .iter()
+                .any(|t| t.key == TAG_SHA && t.value == sha256)
+        });
+        if let Some(first) = first
+            && first.version != ready.version
+        {
+            tracing::info!(
+                duplicate = %ready.version,
+                kept = %first.version,
+                "a concurrent registration stored the same model first; removing the duplicate"
+            );
+            self.call::<Value>(
+                Method::DELETE,
+                "model-versions/delete",
+                &[],
+                Some(&json!({"name": self.model, "version": ready.version})),
+                true,
+            )
+            .await
+            .map_err(self.err("model-versions/delete"))?;
+            return Ok(Registered {
+                record: self.to_record(&first)?,
+                created: false,
+            });
+        }
         Ok(Registered {
             record: self.to_record(&ready)?,
             created: true,
@@ -765,7 +796,6 @@ impl MlflowRegistry {
                 changed: false,
             });
         }
-        let seq = Self::history_of(&model, alias)?.len() + 1;
         let event = AliasEvent {
             alias: alias.into(),
             action,
@@ -793,7 +823,11 @@ impl MlflowRegistry {
             &[],
             Some(&json!({
                 "name": self.model,
-                "key": format!("{TAG_HISTORY}{alias}.{seq:06}"),
+                "key": format!(
+                    "{TAG_HISTORY}{alias}.{:016}.{:08x}",
+                    event.at.as_microsecond().max(0),
+                    rand::random::<u32>()
+                ),
                 "value": event_json,
             })),
             true,
@@ -830,11 +864,19 @@ impl Registry for MlflowRegistry {
 
     fn versions(&self) -> BoxFuture<'_, Result<Vec<VersionRecord>, RegistryError>> {
         async move {
-            self.model_versions()
-                .await?
-                .iter()
-                .map(|mv| self.to_record(mv))
-                .collect()
+            let mut out = Vec::new();
+            for mv in self.model_versions().await? {
+                if !mv.tags.iter().any(|t| t.key == TAG_SHA) {
+                    // Another tool's version of the same registered model: not ours to list.
+                    tracing::warn!(
+                        version = %mv.version,
+                        "skipping a model version not registered by health-predict"
+                    );
+                    continue;
+                }
+                out.push(self.to_record(&mv)?);
+            }
+            Ok(out)
         }
         .boxed()
     }

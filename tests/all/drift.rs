@@ -207,10 +207,11 @@ fn default_selection_follows_evidently() {
             Method::ChiSquare
         ]
     );
-    // num_procedures has 4 values: an integer column with <= 5 values is categorical.
+    // num_procedures has 4 values: still a numerical column (typed by dtype, as Evidently's
+    // drift metrics do), tested with chi-squared because it has 3..5 values.
     assert_eq!(
         rep.columns[1].column_type,
-        health_predict::drift::ColumnType::Categorical
+        health_predict::drift::ColumnType::Numerical
     );
     assert!(
         rep.columns[0].why.contains("(<= 1000)"),
@@ -390,6 +391,22 @@ fn cli_writes_reports_and_prints_the_decision() {
     assert!(!html.contains("<script"));
     let offline = html.replace("http://www.w3.org/2000/svg", "");
     assert!(!offline.contains("http://") && !offline.contains("https://"));
+
+    // In GitHub Actions the decision becomes step outputs.
+    let gh_out = dir.path().join("github_output");
+    let (code, _, stderr) = run(bin()
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &gh_out)
+        .args(["drift", "--reference"])
+        .arg(&rp)
+        .arg("--current")
+        .arg(&cp));
+    assert_eq!(code, 0, "{stderr}");
+    let outputs = std::fs::read_to_string(&gh_out).unwrap();
+    for name in ["drift_share<<", "drifted_columns<<", "retrain<<"] {
+        assert!(outputs.contains(name), "{outputs}");
+    }
+    assert!(outputs.contains("\n5\n"), "{outputs}");
 
     // A drifted batch with --fail-on-drift exits 1; a bad override exits 2 with a hint.
     let (code, _, stderr) = run(bin()

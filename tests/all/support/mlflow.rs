@@ -36,6 +36,7 @@ set -m
   >"$DIR/server.log" 2>&1 &
 pid=$!
 trap 'kill -TERM -- -$pid 2>/dev/null; sleep 2; kill -KILL -- -$pid 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'exit 0' TERM
 while kill -0 "$PARENT" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
 "#;
 
@@ -44,6 +45,9 @@ pub fn server() -> Option<&'static Mlflow> {
     SERVER.get_or_init(start).as_ref()
 }
 
+// The watchdog runs for the life of the test process and exits by itself after it (it is kept in
+// `Mlflow` and waited for on the failure path), so the returned child is deliberately not reaped.
+#[allow(clippy::zombie_processes)]
 fn start() -> Option<Mlflow> {
     let mlflow = require_tool("mlflow")?;
     let dir = tempfile::Builder::new()
@@ -52,7 +56,7 @@ fn start() -> Option<Mlflow> {
         .expect("temp dir")
         .keep();
     let port = free_port();
-    let watchdog = Command::new("bash")
+    let mut watchdog = Command::new("bash")
         .arg("-c")
         .arg(WATCHDOG)
         .env("MLFLOW", &mlflow)
@@ -87,6 +91,12 @@ fn start() -> Option<Mlflow> {
         }
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            // SIGTERM lets the watchdog's trap stop the server group and remove its directory.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(watchdog.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = watchdog.wait();
             panic!("mlflow server did not answer /health within 180 s; log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(250));

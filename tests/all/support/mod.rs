@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod mlflow;
+pub mod models;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
