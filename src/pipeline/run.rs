@@ -598,6 +598,7 @@ async fn steps(
 
     // gate: may the candidate replace production?
     let gate_cfg = crate::gate::GateConfig {
+        min_delta: cfg.gate_min_delta,
         refresh_tolerance: cfg.refresh_tolerance,
         min_rows: cfg.min_holdout_rows,
         seed: cfg.seed,
