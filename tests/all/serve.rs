@@ -401,3 +401,39 @@ async fn serves_a_verified_trained_model_file() {
     assert_eq!(r.status(), 503);
     h.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_5xx_and_no_schema_violations() {
+    let Some(st) = crate::support::require_tool("st") else {
+        return;
+    };
+    let Some(model) = crate::support::scorer::trained_model() else {
+        return;
+    };
+    let mut h = serve(ModelSource::File(model), |_| {}).await;
+    h.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/contract/schemathesis.sh"
+    );
+    let base = h.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().to_owned();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run(std::process::Command::new(script)
+            .arg(&base)
+            .arg(&report_dir)
+            .env("SCHEMATHESIS", st)
+            .env("NO_PROXY", "127.0.0.1"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("schemathesis.sh: "))
+        .unwrap();
+    let cases: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(cases >= 1000, "{line}");
+    h.shutdown(Duration::from_secs(5)).await.unwrap();
+}
