@@ -98,6 +98,16 @@ wait_http "http://127.0.0.1:$port/ready" 30
 echo "== health-predict serve: fixed rate $rate req/s for $secs s, one connection"
 fixed=$(python3 "$here/loadgen.py" fixed-rate "http://127.0.0.1:$port/predict" "$work/body.json" --rate "$rate" --seconds "$secs")
 echo "$fixed"
+# The server's own view of the same requests (its latency histogram, excluding the client).
+server_side=$(curl -sf "http://127.0.0.1:$port/metrics" | python3 -c '
+import re, sys, json
+b = {}
+for line in sys.stdin:
+    m = re.match(r"health_predict_http_request_duration_seconds_bucket\{route=\"/predict\",le=\"([^\"]+)\"\} (\d+)", line)
+    if m: b[m.group(1)] = int(m.group(2))
+total = b["+Inf"]
+print(json.dumps({"requests": total, "share_under_0.5ms": round(b["0.0005"] / total, 5), "share_under_1ms": round(b["0.001"] / total, 5)}))')
+echo "server-side: $server_side"
 echo "== health-predict serve: wrk -t$wrk_threads -c$conns -d${secs}s (max throughput)"
 ours=$(wrk -t"$wrk_threads" -c"$conns" -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$port/predict" | grep '^WRK')
 echo "$ours"
@@ -115,16 +125,18 @@ echo "== baseline (uvicorn, 1 worker): wrk -t$wrk_threads -c$conns -d${secs}s"
 theirs=$(wrk -t"$wrk_threads" -c"$conns" -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$bport/predict" | grep '^WRK')
 echo "$theirs"
 
-python3 - "$cold" "$fixed" "$ours" "$theirs" <<'PY'
+echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+python3 - "$cold" "$fixed" "$ours" "$theirs" "$server_side" <<'PY'
 import json, re, sys
-cold, fixed = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+cold, fixed, server = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[5])
 rps = lambda line: float(re.search(r"([\d.]+) req/s", line).group(1))
 errors = lambda line: int(re.search(r"(\d+) errors", line).group(1))
 ours, theirs = rps(sys.argv[3]), rps(sys.argv[4])
 ratio = ours / theirs if theirs else float("inf")
 checks = [
     ("fixed-rate p99 < 1 ms", fixed["p99_ms"] < 1.0 and fixed["errors"] == 0,
-     f'p99 {fixed["p99_ms"]} ms at {fixed["rate"]:.0f} req/s (p50 {fixed["p50_ms"]} ms, max {fixed["max_ms"]} ms)'),
+     f'p99 {fixed["p99_ms"]} ms at {fixed["rate"]:.0f} req/s (p50 {fixed["p50_ms"]} ms, max {fixed["max_ms"]} ms); '
+     f'server-side {100 * server["share_under_1ms"]:.2f}% under 1 ms'),
     (">= 20x baseline req/s", ratio >= 20 and errors(sys.argv[3]) == 0,
      f"{ours:.0f} vs {theirs:.1f} req/s = {ratio:.1f}x"),
     ("cold start < 200 ms", cold["median_ms"] < 200, f'median {cold["median_ms"]} ms, max {cold["max_ms"]} ms'),
