@@ -219,9 +219,9 @@ async fn predicts_validates_and_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_503_until_warm_and_stays_503_without_a_model() {
-    // A scorer that takes 5 ms per warm-up scoring: about a second of "warming".
+    // A scorer that takes 20 ms per warm-up scoring: about four seconds of "warming".
     let slow = TestScorer::new("v1");
-    slow.delay_ms.store(5, Ordering::Relaxed);
+    slow.delay_ms.store(20, Ordering::Relaxed);
     let mut h = serve(slow.source(), |_| {}).await;
     let base = h.base_url();
     let r = client().get(format!("{base}/ready")).send().await.unwrap();
@@ -307,8 +307,19 @@ async fn shutdown_finishes_in_flight_requests_and_timeouts_answer_408() {
 
     scorer.delay_ms.store(200, Ordering::Relaxed);
     let url = format!("{base}/predict");
+    let before = scorer.calls.load(Ordering::SeqCst);
     let in_flight = tokio::spawn(async move { post(&url, &example_json()).await });
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Shut down only once the request is being scored (bounded wait).
+    for _ in 0..2000 {
+        if scorer.calls.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        scorer.calls.load(Ordering::SeqCst) > before,
+        "the request never reached the scorer"
+    );
     h.shutdown(Duration::from_secs(5)).await.unwrap();
     let (status, p) = in_flight.await.unwrap();
     assert_eq!(status, 200, "in-flight request was cut: {p}");
