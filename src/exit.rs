@@ -168,8 +168,19 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::model::ModelError);
-    known!(crate::serve::ServeError, crate::apitest::ApiTestError);
+    known!(
+        crate::data::DataError,
+        crate::model::ModelError,
+        crate::data::split::SplitError,
+        crate::drift::DriftError,
+        crate::pipeline::config::ConfigError,
+        crate::github::GithubError,
+        crate::kube::KubeError,
+        crate::aws::AwsError,
+        crate::registry::RegistryError,
+        crate::serve::ServeError,
+        crate::apitest::ApiTestError,
+    );
     None
 }
 

@@ -199,6 +199,39 @@ impl Table {
         }
     }
 
+    /// An integer column's values for in-place edits (the length cannot change). Panics if `col`
+    /// is categorical (a programming error).
+    pub fn ints_mut(&mut self, col: usize) -> &mut [Option<i64>] {
+        match &mut self.columns[col] {
+            Column::Int(xs) => xs,
+            Column::Cat(_) => panic!("column {} is categorical", COLUMNS[col].name),
+        }
+    }
+
+    /// Replaces one categorical cell (`None` = missing). Panics if `col` is an integer column.
+    pub fn set_cat(&mut self, row: usize, col: usize, value: Option<&str>) {
+        match &mut self.columns[col] {
+            Column::Cat(c) => {
+                let code = value.map_or(MISSING, |v| c.intern(v));
+                c.codes[row] = code;
+            }
+            Column::Int(_) => panic!("column {} is an integer column", COLUMNS[col].name),
+        }
+    }
+
+    /// Writes the table as CSV into memory, or gzip-compressed CSV when `gzip` is set.
+    pub fn to_csv_bytes(&self, gzip: bool) -> std::io::Result<Vec<u8>> {
+        if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            self.write_csv(&mut gz)?;
+            gz.finish()
+        } else {
+            let mut buf = Vec::with_capacity(self.rows * 200);
+            self.write_csv(&mut buf)?;
+            Ok(buf)
+        }
+    }
+
     /// A view of one row.
     pub fn row(&self, i: usize) -> TableRow<'_> {
         TableRow {
@@ -253,17 +286,21 @@ impl Table {
             .terminator(csv::Terminator::Any(b'\n'))
             .from_writer(w);
         out.write_record(schema::names())?;
-        let mut rec: Vec<String> = Vec::with_capacity(WIDTH);
+        let mut num = String::with_capacity(24);
         for i in 0..self.rows {
-            rec.clear();
             for c in 0..WIDTH {
-                rec.push(match self.get(i, c) {
-                    Value::Missing => "?".to_owned(),
-                    Value::Int(v) => v.to_string(),
-                    Value::Str(s) => s.to_owned(),
-                });
+                match self.get(i, c) {
+                    Value::Missing => out.write_field("?")?,
+                    Value::Int(v) => {
+                        use std::fmt::Write as _;
+                        num.clear();
+                        let _ = write!(num, "{v}");
+                        out.write_field(&num)?;
+                    }
+                    Value::Str(s) => out.write_field(s)?,
+                }
             }
-            out.write_record(&rec)?;
+            out.write_record(std::iter::empty::<&[u8]>())?;
         }
         out.flush()?;
         Ok(())

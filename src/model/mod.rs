@@ -26,7 +26,7 @@ pub use metrics::{Metrics, SplitMetrics, ThresholdRule};
 pub use search::TrialParams;
 pub use train::{
     Algorithm, ExportSummary, Progress, SplitFractions, TrainOutcome, TrainRequest, TrialReport,
-    export_features, fingerprint, train,
+    export_features, fingerprint, split_assignment, train,
 };
 
 use crate::data::{Row, Table, Target};

@@ -225,6 +225,26 @@ pub(crate) fn split(
     Ok(s)
 }
 
+/// Which split each eligible row of `table` falls in (`train`, `validation` or `test`), in row
+/// order: what [`train`] uses for a given seed and target, with the default fractions.
+pub fn split_assignment(
+    table: &Table,
+    target: Target,
+    seed: u64,
+) -> Result<Vec<(usize, &'static str)>, ModelError> {
+    let s = split(table, target, seed, SplitFractions::default())?;
+    let mut out: Vec<(usize, &'static str)> = s
+        .train
+        .0
+        .iter()
+        .map(|&r| (r, "train"))
+        .chain(s.valid.0.iter().map(|&r| (r, "validation")))
+        .chain(s.test.0.iter().map(|&r| (r, "test")))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
 fn as_f64(labels: &[bool]) -> Vec<f64> {
     labels.iter().map(|&y| f64::from(u8::from(y))).collect()
 }
