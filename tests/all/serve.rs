@@ -173,6 +173,7 @@ async fn predicts_validates_and_reports() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"],
         "payload_too_large"
