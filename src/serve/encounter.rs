@@ -288,12 +288,10 @@ fn check(f: &Field, v: &Json) -> Result<(Cell, bool), String> {
             if s.chars().count() > MAX_TEXT {
                 return Err(format!("is longer than {MAX_TEXT} characters"));
             }
-            if s == "?" {
-                return if f.absent == Absent::Missing {
-                    Ok((Cell::Missing, true))
-                } else {
-                    Err("is \"?\" (missing), but this field must have a value".into())
-                };
+            // `?` means missing where the dataset allows it; elsewhere it is just an unknown
+            // category, like any other unexpected string.
+            if s == "?" && f.absent == Absent::Missing {
+                return Ok((Cell::Missing, true));
             }
             let known = match spec.allowed {
                 Some(allowed) => allowed.contains(&s),
@@ -620,6 +618,13 @@ mod tests {
         assert_eq!(e.value(col::DIAG_1), Value::Missing);
         assert_eq!(e.value(col::NUMBER_EMERGENCY), Value::Int(3));
         assert_eq!(e.unknown_categories(), ["gender", "diag_2"]);
+        // `?` is missing where the dataset allows it, an unknown category elsewhere.
+        let mut v = example_json();
+        v["race"] = json!("?");
+        v["insulin"] = json!("?");
+        let e = Encounter::from_json(&v, "").unwrap();
+        assert_eq!(e.value(col::RACE), Value::Missing);
+        assert_eq!(e.unknown_categories(), ["insulin"]);
     }
 
     #[test]

@@ -39,6 +39,9 @@ fn quick(base: &str) -> SuiteConfig {
     c.latency_requests = 40;
     c.concurrency = 4;
     c.ready_timeout = Duration::from_secs(2);
+    // Timing is not under test here (a shared CI machine can be slow); the slow-server test
+    // sets a tight budget against a server that is certainly slower.
+    c.latency_budget = Duration::from_secs(5);
     c
 }
 
@@ -315,7 +318,8 @@ fn cli_exits_4_with_junit_and_json_counts() {
     ]));
     assert_eq!(code, 4, "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(doc["passed"], 5, "{doc:#}"); // ready, health, model_info, model_version, every 404 fails
+    // ready, health, model_info and model_version pass; everything that needs /predict fails.
+    assert_eq!(doc["passed"], 4, "{doc:#}");
     assert!(doc["failed"].as_u64().unwrap() >= 10);
     let xml = std::fs::read_to_string(&junit).unwrap();
     let report = Report::deserialize_from_str(&xml).unwrap();
@@ -401,6 +405,8 @@ fn cli_api_test_passes_against_cli_serve_on_a_trained_model() {
         junit.to_str().unwrap(),
         "--expect-version",
         &version,
+        "--latency-budget",
+        "5s",
     ]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("0 failed"), "{stdout}");

@@ -173,6 +173,7 @@ async fn predicts_validates_and_reports() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"],
         "payload_too_large"
@@ -219,9 +220,9 @@ async fn predicts_validates_and_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_503_until_warm_and_stays_503_without_a_model() {
-    // A scorer that takes 5 ms per warm-up scoring: about a second of "warming".
+    // A scorer that takes 20 ms per warm-up scoring: about four seconds of "warming".
     let slow = TestScorer::new("v1");
-    slow.delay_ms.store(5, Ordering::Relaxed);
+    slow.delay_ms.store(20, Ordering::Relaxed);
     let mut h = serve(slow.source(), |_| {}).await;
     let base = h.base_url();
     let r = client().get(format!("{base}/ready")).send().await.unwrap();
@@ -307,8 +308,19 @@ async fn shutdown_finishes_in_flight_requests_and_timeouts_answer_408() {
 
     scorer.delay_ms.store(200, Ordering::Relaxed);
     let url = format!("{base}/predict");
+    let before = scorer.calls.load(Ordering::SeqCst);
     let in_flight = tokio::spawn(async move { post(&url, &example_json()).await });
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Shut down only once the request is being scored (bounded wait).
+    for _ in 0..2000 {
+        if scorer.calls.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        scorer.calls.load(Ordering::SeqCst) > before,
+        "the request never reached the scorer"
+    );
     h.shutdown(Duration::from_secs(5)).await.unwrap();
     let (status, p) = in_flight.await.unwrap();
     assert_eq!(status, 200, "in-flight request was cut: {p}");
@@ -399,5 +411,41 @@ async fn serves_a_verified_trained_model_file() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
+    h.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_5xx_and_no_schema_violations() {
+    let Some(st) = crate::support::require_tool("st") else {
+        return;
+    };
+    let Some(model) = crate::support::scorer::trained_model() else {
+        return;
+    };
+    let mut h = serve(ModelSource::File(model), |_| {}).await;
+    h.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/contract/schemathesis.sh"
+    );
+    let base = h.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().to_owned();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run(std::process::Command::new(script)
+            .arg(&base)
+            .arg(&report_dir)
+            .env("SCHEMATHESIS", st)
+            .env("NO_PROXY", "127.0.0.1"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("schemathesis.sh: "))
+        .unwrap();
+    let cases: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(cases >= 1000, "{line}");
     h.shutdown(Duration::from_secs(5)).await.unwrap();
 }

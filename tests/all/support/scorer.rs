@@ -15,6 +15,8 @@ use health_predict::serve::{Contribution, Encounter, ModelDescription, ModelSour
 pub struct TestScorer {
     /// Milliseconds every score sleeps; set after start-up so warm-up stays fast.
     pub delay_ms: AtomicU64,
+    /// Scorings started so far (tests wait on it to know a request is in flight).
+    pub calls: AtomicU64,
     pub version: String,
 }
 
@@ -22,6 +24,7 @@ impl TestScorer {
     pub fn new(version: &str) -> Arc<TestScorer> {
         Arc::new(TestScorer {
             delay_ms: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             version: version.into(),
         })
     }
@@ -61,6 +64,7 @@ impl Scorer for TestScorer {
     }
 
     fn score(&self, e: &Encounter) -> f64 {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let d = self.delay_ms.load(Ordering::Relaxed);
         if d > 0 {
             std::thread::sleep(Duration::from_millis(d));
