@@ -31,6 +31,16 @@ pub struct ServeArgs {
     /// Give up when the model is not ready within this time.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = env::READY_TIMEOUT)]
     pub ready_timeout: Duration,
+    /// The version `/model-info` reports, e.g. the registry version baked into an image
+    /// [default: the model file's content id].
+    #[arg(long, env = env::SERVE_MODEL_VERSION)]
+    pub model_version: Option<String>,
+    /// The model name `/model-info` reports [default: health-predict].
+    #[arg(long, env = env::SERVE_MODEL_NAME)]
+    pub model_name: Option<String>,
+    /// The registry alias `/model-info` reports (e.g. `production`).
+    #[arg(long, env = env::SERVE_ALIAS)]
+    pub alias: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `1m 30s` (jiff's friendly format) or ISO 8601 (`PT10S`).
@@ -47,6 +57,11 @@ impl ServeArgs {
         c.batch_limit = self.batch_limit;
         c.body_limit = self.body_limit;
         c.request_timeout = self.request_timeout;
+        c.identity = crate::serve::Identity {
+            name: self.model_name.clone(),
+            version: self.model_version.clone(),
+            alias: self.alias.clone(),
+        };
         c
     }
 }
