@@ -42,6 +42,14 @@ impl Backoff {
         deadline: Duration::from_secs(600),
     };
 
+    /// Downloading a large file (the UCI dataset): few attempts, each may take minutes.
+    pub const DOWNLOAD: Backoff = Backoff {
+        max_attempts: 3,
+        base: Duration::from_millis(500),
+        max_delay: Duration::from_secs(5),
+        deadline: Duration::from_secs(900),
+    };
+
     /// The delay before attempt `attempt + 1` (0-based `attempt` that just failed): full jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
         let cap = self
