@@ -168,7 +168,7 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError);
+    known!(crate::data::DataError, crate::pipeline::config::ConfigError);
     known!(crate::data::split::SplitError);
     known!(crate::data::fetch::FetchError);
     None
