@@ -188,7 +188,7 @@ fn build(s: &Stats) -> Model {
                 .collect()
         })
         .collect();
-    let chol = cholesky(&pearson);
+    let chol = match_spearman(&marginals, &copula, pearson, &order, s);
 
     let patients = Marginal::new(
         s.encounters_per_patient
@@ -363,21 +363,132 @@ fn score(m: &Model, r: &[u32; WIDTH]) -> f64 {
             .sum::<f64>()
 }
 
-fn cholesky(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+/// Rounds of latent-correlation adjustment, and the sample size each is measured on.
+const SPEARMAN_ROUNDS: usize = 3;
+const SPEARMAN_ROWS: usize = 8_000;
+
+/// The latent Gaussian correlations turned into Spearman correlations of discrete columns full of
+/// ties come out weaker than asked. Measure the generated Spearman matrix on a fixed sample and
+/// move the latent correlations by the difference, keeping the matrix positive definite; return
+/// the final Cholesky factor.
+fn match_spearman(
+    marginals: &[Marginal],
+    copula: &[usize],
+    mut latent: Vec<Vec<f64>>,
+    order: &[usize],
+    s: &Stats,
+) -> Vec<Vec<f64>> {
+    let k = copula.len();
+    let target: Vec<Vec<f64>> = order
+        .iter()
+        .map(|&i| order.iter().map(|&j| s.spearman.matrix[i][j]).collect())
+        .collect();
+    let mut chol = cholesky(&latent).unwrap_or_else(|| identity(k));
+    for _ in 0..SPEARMAN_ROUNDS {
+        let mut r = ChaCha8Rng::seed_from_u64(CALIBRATION_SEED);
+        let mut cols = vec![Vec::with_capacity(SPEARMAN_ROWS); k];
+        let mut e = vec![0.0; k];
+        for _ in 0..SPEARMAN_ROWS {
+            for x in e.iter_mut() {
+                *x = r.sample(StandardNormal);
+            }
+            for (i, &c) in copula.iter().enumerate() {
+                let z: f64 = (0..=i).map(|j| chol[i][j] * e[j]).sum();
+                cols[i].push(f64::from(marginals[c].pick(phi(z))));
+            }
+        }
+        let ranked: Vec<Vec<f64>> = cols.iter().map(|c| ranks(c)).collect();
+        let mut next = latent.clone();
+        for i in 0..k {
+            for j in 0..i {
+                let observed = pearson(&ranked[i], &ranked[j]);
+                if observed.is_finite() {
+                    let v = (latent[i][j] + target[i][j] - observed).clamp(-0.95, 0.95);
+                    next[i][j] = v;
+                    next[j][i] = v;
+                }
+            }
+        }
+        // Shrink toward the previous matrix until it is safely positive definite.
+        let mut step = 1.0;
+        loop {
+            let trial: Vec<Vec<f64>> = (0..k)
+                .map(|i| {
+                    (0..k)
+                        .map(|j| latent[i][j] + step * (next[i][j] - latent[i][j]))
+                        .collect()
+                })
+                .collect();
+            if let Some(c) = cholesky(&trial) {
+                latent = trial;
+                chol = c;
+                break;
+            }
+            step /= 2.0;
+            if step < 1e-3 {
+                return chol;
+            }
+        }
+    }
+    chol
+}
+
+fn identity(k: usize) -> Vec<Vec<f64>> {
+    (0..k)
+        .map(|i| (0..k).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect()
+}
+
+/// Average ranks (ties share their mean rank).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        cov += (x - ma) * (y - mb);
+        va += (x - ma).powi(2);
+        vb += (y - mb).powi(2);
+    }
+    cov / (va * vb).sqrt()
+}
+
+/// The lower Cholesky factor, or `None` when the matrix is not safely positive definite.
+fn cholesky(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
     let n = a.len();
     let mut l = vec![vec![0.0; n]; n];
     for i in 0..n {
         for j in 0..=i {
             let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             if i == j {
-                // A tiny floor keeps a nearly singular matrix usable.
-                l[i][j] = (a[i][i] - s).max(1e-9).sqrt();
+                let d = a[i][i] - s;
+                if d < 1e-3 {
+                    return None;
+                }
+                l[i][j] = d.sqrt();
             } else {
                 l[i][j] = (a[i][j] - s) / l[j][j];
             }
         }
     }
-    l
+    Some(l)
 }
 
 /// The standard normal CDF.
