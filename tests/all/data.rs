@@ -701,3 +701,22 @@ fn fetch_downloads_verifies_and_refuses_bad_downloads() {
     assert_eq!(v["attempts"], 2);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn validate_output_reads_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = good_csv(4);
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    lines[1] = lines[1].replacen("V57", "V5", 1);
+    let mut f: Vec<&str> = lines[2].split(',').collect();
+    f[4] = "[100-110)";
+    f[13] = "-2";
+    lines[2] = f.join(",");
+    lines[3] = lines[3].split(',').take(20).collect::<Vec<_>>().join(",");
+    let p = dir.path().join("bad.csv");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let (code, out, err) = run(bin().args(["data", "validate"]).arg(&p));
+    assert_eq!(code, 6);
+    let text = format!("{out}---\n{err}").replace(&p.display().to_string(), "bad.csv");
+    insta::assert_snapshot!(text);
+}
