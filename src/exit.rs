@@ -168,9 +168,15 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::pipeline::config::ConfigError);
-    known!(crate::data::split::SplitError);
-    known!(crate::data::fetch::FetchError);
+    known!(
+        crate::data::DataError,
+        crate::data::split::SplitError,
+        crate::data::fetch::FetchError,
+        crate::pipeline::config::ConfigError,
+        crate::github::GithubError,
+        crate::kube::KubeError,
+        crate::aws::AwsError,
+    );
     None
 }
 

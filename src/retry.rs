@@ -27,6 +27,15 @@ impl Backoff {
         max_delay: Duration::from_secs(10),
         deadline: Duration::from_secs(60),
     };
+    /// GitHub's REST API: like [`Backoff::API`], but a secondary rate limit asks for waits of a
+    /// minute or more (`Retry-After`, or 60 s when it gives none), so the cap and deadline are
+    /// longer. A requested wait above `max_delay` is not retried at all (never earlier than asked).
+    pub const GITHUB: Backoff = Backoff {
+        max_attempts: 5,
+        base: Duration::from_millis(500),
+        max_delay: Duration::from_secs(120),
+        deadline: Duration::from_secs(300),
+    };
     /// Waiting for a freshly started server to answer (local `serve`, port-forwards).
     pub const READINESS: Backoff = Backoff {
         max_attempts: 60,
