@@ -170,12 +170,15 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     }
     known!(
         crate::data::DataError,
+        crate::model::ModelError,
         crate::data::split::SplitError,
+        crate::drift::DriftError,
         crate::data::fetch::FetchError,
         crate::pipeline::config::ConfigError,
         crate::github::GithubError,
         crate::kube::KubeError,
         crate::aws::AwsError,
+        crate::registry::RegistryError,
     );
     None
 }

@@ -59,6 +59,14 @@ impl Backoff {
         deadline: Duration::from_secs(900),
     };
 
+    /// Waiting for another process's registry write to finish (local registry file lock).
+    pub const REGISTRY_LOCK: Backoff = Backoff {
+        max_attempts: 1000,
+        base: Duration::from_millis(5),
+        max_delay: Duration::from_millis(200),
+        deadline: Duration::from_secs(60),
+    };
+
     /// The delay before attempt `attempt + 1` (0-based `attempt` that just failed): full jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
         let cap = self

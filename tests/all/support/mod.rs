@@ -1,6 +1,9 @@
 //! Shared test helpers: the real data file, external programs, the binary, free ports.
 #![allow(dead_code)]
 
+pub mod mlflow;
+pub mod models;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
