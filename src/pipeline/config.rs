@@ -44,6 +44,9 @@ pub struct Settings {
     pub namespace: Option<String>,
     pub image: Option<String>,
     pub image_repository: Option<String>,
+    pub image_registry: Option<String>,
+    pub ecr: Option<bool>,
+    pub gate_min_delta: Option<f64>,
     pub latency_budget_ms: Option<f64>,
     pub step_timeout_seconds: Option<u64>,
 }
@@ -75,6 +78,9 @@ impl Settings {
             image,
             image_repository,
             latency_budget_ms,
+            image_registry,
+            ecr,
+            gate_min_delta,
             step_timeout_seconds,
         )
     }
@@ -120,6 +126,13 @@ pub struct PipelineConfig {
     pub namespace: String,
     pub image: Option<String>,
     pub image_repository: Option<String>,
+    /// Registry the image is pushed to (`image push --registry`); `None` with `ecr`: the
+    /// account's ECR registry.
+    pub image_registry: Option<String>,
+    /// Log in to ECR with short-lived credentials to push (`image push --ecr`).
+    pub ecr: bool,
+    /// The AUC gain over production at which the gate says DEPLOY (0: as good is enough).
+    pub gate_min_delta: f64,
     pub latency_budget_ms: f64,
     pub step_timeout: Duration,
 }
@@ -168,6 +181,9 @@ impl PipelineConfig {
             namespace: s.namespace.unwrap_or_else(|| d::NAMESPACE.into()),
             image: s.image,
             image_repository: s.image_repository,
+            image_registry: s.image_registry,
+            ecr: s.ecr.unwrap_or(false),
+            gate_min_delta: s.gate_min_delta.unwrap_or(0.0),
             latency_budget_ms: s.latency_budget_ms.unwrap_or(d::LATENCY_BUDGET_MS),
             step_timeout: Duration::from_secs(
                 s.step_timeout_seconds.unwrap_or(d::STEP_TIMEOUT_SECONDS),
@@ -206,6 +222,13 @@ impl PipelineConfig {
                 "holdout_fraction",
                 self.holdout_fraction.to_string(),
                 "between 0.05 and 0.9",
+            );
+        }
+        if !(-1.0..=1.0).contains(&self.gate_min_delta) {
+            return bad(
+                "gate_min_delta",
+                self.gate_min_delta.to_string(),
+                "between -1 and 1",
             );
         }
         if !(0.0..=1.0).contains(&self.refresh_tolerance) {

@@ -3,5 +3,9 @@
 //! module that depends on all the others; none depends on it.
 
 pub mod config;
+pub mod kubernetes;
 pub mod ledger;
+pub mod local_deploy;
+pub mod run;
 pub mod steps;
+pub mod summary;

@@ -46,15 +46,22 @@ pub enum Done<T> {
 /// Why the pipeline stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Halt {
-    Failed { step: String },
-    Errored { step: String },
-    Interrupted { step: String },
+    Failed {
+        step: String,
+    },
+    Errored {
+        step: String,
+        exit: crate::exit::Exit,
+    },
+    Interrupted {
+        step: String,
+    },
 }
 
 impl Halt {
     pub fn step(&self) -> &str {
         match self {
-            Halt::Failed { step } | Halt::Errored { step } | Halt::Interrupted { step } => step,
+            Halt::Failed { step } | Halt::Errored { step, .. } | Halt::Interrupted { step } => step,
         }
     }
 }
@@ -129,12 +136,18 @@ impl Runner {
             Some(Err(_)) => {
                 let detail = format!("deadline of {} s exceeded", deadline.as_secs());
                 self.push(name, Status::Errored, started, seconds, detail);
-                Err(Halt::Errored { step: name.into() })
+                Err(Halt::Errored {
+                    step: name.into(),
+                    exit: crate::exit::Exit::Infra,
+                })
             }
             Some(Ok(Err(e))) => {
                 let detail = crate::exit::render(&e).trim_end().replace('\n', " | ");
                 self.push(name, Status::Errored, started, seconds, detail);
-                Err(Halt::Errored { step: name.into() })
+                Err(Halt::Errored {
+                    step: name.into(),
+                    exit: crate::exit::diagnose(&e).0,
+                })
             }
             Some(Ok(Ok(Done::Failed(detail)))) => {
                 self.push(name, Status::Failed, started, seconds, detail);
@@ -234,7 +247,13 @@ mod tests {
                 Err::<Done<()>, _>(anyhow::anyhow!("boom"))
             })
             .await;
-        assert_eq!(e, Err(Halt::Errored { step: "d".into() }));
+        assert_eq!(
+            e,
+            Err(Halt::Errored {
+                step: "d".into(),
+                exit: crate::exit::Exit::Failure
+            })
+        );
         let statuses: Vec<_> = r.records().iter().map(|x| x.status).collect();
         assert_eq!(
             statuses,
@@ -257,12 +276,7 @@ mod tests {
                 Ok(Done::Passed((), String::new()))
             })
             .await;
-        assert_eq!(
-            e,
-            Err(Halt::Errored {
-                step: "slow".into()
-            })
-        );
+        assert!(matches!(e, Err(Halt::Errored { ref step, .. }) if step == "slow"));
         assert!(r.records()[0].detail.contains("deadline"));
 
         let token = CancellationToken::new();

@@ -85,6 +85,8 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
 pub mod fake_kube;
 pub mod moto;
 pub mod registry;
+pub mod scorer;
