@@ -186,6 +186,7 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
         crate::model::ModelError,
         crate::data::split::SplitError,
         crate::drift::DriftError,
+        crate::data::fetch::FetchError,
         crate::pipeline::config::ConfigError,
         crate::registry::RegistryError,
         crate::serve::ServeError,

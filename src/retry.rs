@@ -51,6 +51,14 @@ impl Backoff {
         deadline: Duration::from_secs(600),
     };
 
+    /// Downloading a large file (the UCI dataset): few attempts, each may take minutes.
+    pub const DOWNLOAD: Backoff = Backoff {
+        max_attempts: 3,
+        base: Duration::from_millis(500),
+        max_delay: Duration::from_secs(5),
+        deadline: Duration::from_secs(900),
+    };
+
     /// Waiting for another process's registry write to finish (local registry file lock).
     pub const REGISTRY_LOCK: Backoff = Backoff {
         max_attempts: 1000,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::cli::{Context, env};
+use crate::data::fetch::{self, FetchReport, FetchRequest};
 use crate::data::profile::{Profile, profile};
 use crate::data::split::{self, Manifest, SplitOptions};
 use crate::data::{Issue, LoadOptions, load};
@@ -26,6 +27,26 @@ pub enum DataCommand {
     /// Generate synthetic encounters with the real schema, calibrated from embedded figures about
     /// the UCI file (CSV, or gzip when PATH ends in .gz).
     Synth(SynthArgs),
+    /// Download the UCI dataset from its public home, verify the SHA-256 of
+    /// `diabetic_data.csv` and `IDs_mapping.csv`, and write them atomically.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// Directory to write `diabetic_data.csv` and `IDs_mapping.csv` into.
+    #[arg(long, env = env::DATA_DIR, default_value = "data")]
+    pub out: PathBuf,
+    /// Where the zip is downloaded from.
+    #[arg(long, env = env::DATA_URL, default_value = fetch::DEFAULT_URL)]
+    pub url: String,
+    /// Expect a different checksum for a file: `NAME=SHA256HEX` (repeatable). Only for a mirror
+    /// you trust that serves a different release.
+    #[arg(long = "expect-sha256", value_name = "NAME=HEX")]
+    pub expect_sha256: Vec<String>,
+    /// Timeout of each download attempt, in seconds.
+    #[arg(long, env = env::FETCH_TIMEOUT, default_value_t = 300)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +102,7 @@ pub async fn run(command: DataCommand, ctx: &Context) -> anyhow::Result<Exit> {
         DataCommand::Validate(a) => validate_cmd(a, ctx),
         DataCommand::Profile(a) => profile_cmd(a, ctx),
         DataCommand::Synth(a) => synth_cmd(a, ctx),
+        DataCommand::Fetch(a) => fetch_cmd(a, ctx).await,
     }
 }
 
@@ -389,5 +411,51 @@ impl Render for SynthReport {
             if self.gzip { ", gzip" } else { "" },
             self.total_seconds
         )
+    }
+}
+
+async fn fetch_cmd(a: FetchArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    let mut req = FetchRequest::new(a.url, a.out);
+    req.timeout = std::time::Duration::from_secs(a.timeout.max(1));
+    for spec in &a.expect_sha256 {
+        let Some((name, hex)) = spec.split_once('=') else {
+            return Err(fail(
+                Exit::Usage,
+                format!("--expect-sha256 {spec:?} is not NAME=HEX"),
+                Some("write it as --expect-sha256 diabetic_data.csv=<64 hex digits>"),
+            ));
+        };
+        match req.expected.iter_mut().find(|(n, _)| n == name) {
+            Some(e) => e.1 = hex.to_owned(),
+            None => {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--expect-sha256 names an unknown file {name:?}"),
+                    Some("the files are diabetic_data.csv and IDs_mapping.csv"),
+                ));
+            }
+        }
+    }
+    tracing::info!(url = %req.url, "downloading the dataset");
+    let report = fetch::fetch(&req).await?;
+    emit(ctx.output, &report)?;
+    Ok(Exit::Success)
+}
+
+impl Render for FetchReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "downloaded {} ({} bytes, {} attempt(s), {:.1}s)",
+            self.url, self.archive_bytes, self.attempts, self.seconds
+        )?;
+        for f in &self.files {
+            writeln!(
+                out,
+                "  {} ({} bytes) sha256 {} verified, from {}",
+                f.path, f.bytes, f.sha256, f.entry
+            )?;
+        }
+        Ok(())
     }
 }

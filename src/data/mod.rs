@@ -1,6 +1,7 @@
 //! Encounter data: the 50-column schema, loading and validation, the synthetic generator,
 //! profiles, fetching and splitting. Knows nothing of models, drift or serving.
 
+pub mod fetch;
 pub mod load;
 pub mod profile;
 pub mod schema;

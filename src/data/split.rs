@@ -897,6 +897,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_offline_path_splits_synthetic_data() {
+        let t = crate::data::synth::generate(12_000, 5);
+        let s = split(&t, &SplitOptions::default()).unwrap();
+        assert_eq!(s.future.len(), 9_600);
+        assert!(s.batches.iter().all(|b| b.table.len() == BATCH_ROWS));
+        let m = s.manifest();
+        assert!(m.batches[3].summary.share_age_80_plus > m.files[3].summary.share_age_80_plus);
+        let Outcome::FlipLabels { flipped, .. } = s.batches[4].outcomes[1] else {
+            panic!()
+        };
+        assert!(flipped > 0);
+    }
+
+    #[test]
     fn split_is_deterministic_and_small_inputs_are_refused() {
         let t = table(12_000);
         let opts = SplitOptions {

@@ -25,10 +25,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::schema::{AGE_BRACKETS, COLUMNS, EXPIRED_OR_HOSPICE, Kind, WIDTH, col};
-use super::table::{Table, Value};
+use super::table::{Categories, Column, MISSING, Table, Value};
 
 /// Discharge dispositions meaning the patient died: never readmitted.
 const EXPIRED: &[i64] = &[11, 19, 20, 21];
@@ -188,7 +189,7 @@ fn build(s: &Stats) -> Model {
                 .collect()
         })
         .collect();
-    let chol = cholesky(&pearson);
+    let chol = match_spearman(&marginals, &copula, pearson, &order, s);
 
     let patients = Marginal::new(
         s.encounters_per_patient
@@ -363,21 +364,132 @@ fn score(m: &Model, r: &[u32; WIDTH]) -> f64 {
             .sum::<f64>()
 }
 
-fn cholesky(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+/// Rounds of latent-correlation adjustment, and the sample size each is measured on.
+const SPEARMAN_ROUNDS: usize = 3;
+const SPEARMAN_ROWS: usize = 8_000;
+
+/// The latent Gaussian correlations turned into Spearman correlations of discrete columns full of
+/// ties come out weaker than asked. Measure the generated Spearman matrix on a fixed sample and
+/// move the latent correlations by the difference, keeping the matrix positive definite; return
+/// the final Cholesky factor.
+fn match_spearman(
+    marginals: &[Marginal],
+    copula: &[usize],
+    mut latent: Vec<Vec<f64>>,
+    order: &[usize],
+    s: &Stats,
+) -> Vec<Vec<f64>> {
+    let k = copula.len();
+    let target: Vec<Vec<f64>> = order
+        .iter()
+        .map(|&i| order.iter().map(|&j| s.spearman.matrix[i][j]).collect())
+        .collect();
+    let mut chol = cholesky(&latent).unwrap_or_else(|| identity(k));
+    for _ in 0..SPEARMAN_ROUNDS {
+        let mut r = ChaCha8Rng::seed_from_u64(CALIBRATION_SEED);
+        let mut cols = vec![Vec::with_capacity(SPEARMAN_ROWS); k];
+        let mut e = vec![0.0; k];
+        for _ in 0..SPEARMAN_ROWS {
+            for x in e.iter_mut() {
+                *x = r.sample(StandardNormal);
+            }
+            for (i, &c) in copula.iter().enumerate() {
+                let z: f64 = (0..=i).map(|j| chol[i][j] * e[j]).sum();
+                cols[i].push(f64::from(marginals[c].pick(phi(z))));
+            }
+        }
+        let ranked: Vec<Vec<f64>> = cols.iter().map(|c| ranks(c)).collect();
+        let mut next = latent.clone();
+        for i in 0..k {
+            for j in 0..i {
+                let observed = pearson(&ranked[i], &ranked[j]);
+                if observed.is_finite() {
+                    let v = (latent[i][j] + target[i][j] - observed).clamp(-0.95, 0.95);
+                    next[i][j] = v;
+                    next[j][i] = v;
+                }
+            }
+        }
+        // Shrink toward the previous matrix until it is safely positive definite.
+        let mut step = 1.0;
+        loop {
+            let trial: Vec<Vec<f64>> = (0..k)
+                .map(|i| {
+                    (0..k)
+                        .map(|j| latent[i][j] + step * (next[i][j] - latent[i][j]))
+                        .collect()
+                })
+                .collect();
+            if let Some(c) = cholesky(&trial) {
+                latent = trial;
+                chol = c;
+                break;
+            }
+            step /= 2.0;
+            if step < 1e-3 {
+                return chol;
+            }
+        }
+    }
+    chol
+}
+
+fn identity(k: usize) -> Vec<Vec<f64>> {
+    (0..k)
+        .map(|i| (0..k).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect()
+}
+
+/// Average ranks (ties share their mean rank).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        cov += (x - ma) * (y - mb);
+        va += (x - ma).powi(2);
+        vb += (y - mb).powi(2);
+    }
+    cov / (va * vb).sqrt()
+}
+
+/// The lower Cholesky factor, or `None` when the matrix is not safely positive definite.
+fn cholesky(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
     let n = a.len();
     let mut l = vec![vec![0.0; n]; n];
     for i in 0..n {
         for j in 0..=i {
             let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             if i == j {
-                // A tiny floor keeps a nearly singular matrix usable.
-                l[i][j] = (a[i][i] - s).max(1e-9).sqrt();
+                let d = a[i][i] - s;
+                if d < 1e-3 {
+                    return None;
+                }
+                l[i][j] = d.sqrt();
             } else {
                 l[i][j] = (a[i][j] - s) / l[j][j];
             }
         }
     }
-    l
+    Some(l)
 }
 
 /// The standard normal CDF.
@@ -410,50 +522,78 @@ fn codes(m: &Model, rows: usize, seed: u64) -> Vec<[u32; WIDTH]> {
             e_age: r.sample(StandardNormal),
         })
         .collect();
-    let k = m.copula.len();
-    let mut e = vec![0.0f64; k];
     let is_copula: Vec<bool> = (0..WIDTH).map(|c| m.copula.contains(&c)).collect();
-    slots
-        .iter()
-        .map(|&p| {
-            let person = &people[p as usize];
-            let mut row = [0u32; WIDTH];
-            row[col::PATIENT_NBR] = p;
-            e[0] = person.e_age;
-            for x in e.iter_mut().skip(1) {
-                *x = r.sample(StandardNormal);
-            }
-            for (i, &c) in m.copula.iter().enumerate() {
-                let z: f64 = (0..=i).map(|j| m.chol[i][j] * e[j]).sum();
-                row[c] = m.marginals[c].pick(phi(z));
-            }
-            row[col::RACE] = person.race;
-            row[col::GENDER] = person.gender;
-            for c in 0..WIDTH {
-                let skip = COLUMNS[c].kind == Kind::Identifier
-                    || is_copula[c]
-                    || matches!(
-                        c,
-                        col::RACE | col::GENDER | col::CHANGE | col::DIABETES_MED | col::READMITTED
-                    );
-                if !skip {
-                    row[c] = m.marginals[c].pick(r.random::<f64>());
-                }
-            }
-            // diabetesMed and change follow the medications.
-            let value =
-                |row: &[u32; WIDTH], c: usize| m.marginals[c].values[row[c] as usize].as_deref();
-            let prescribed = (col::FIRST_MED..=col::LAST_MED).any(|c| value(&row, c) != Some("No"));
-            let moved = (col::FIRST_MED..=col::LAST_MED)
-                .any(|c| matches!(value(&row, c), Some("Up" | "Down")));
-            let switched = prescribed && (moved || r.random::<f64>() < m.switch_rate);
-            row[col::DIABETES_MED] =
-                code(m, col::DIABETES_MED, if prescribed { "Yes" } else { "No" });
-            row[col::CHANGE] = code(m, col::CHANGE, if switched { "Ch" } else { "No" });
-            row
+    let independent: Vec<usize> = (0..WIDTH)
+        .filter(|&c| {
+            COLUMNS[c].kind != Kind::Identifier
+                && !is_copula[c]
+                && !matches!(
+                    c,
+                    col::RACE | col::GENDER | col::CHANGE | col::DIABETES_MED | col::READMITTED
+                )
         })
-        .collect()
+        .collect();
+    // Per medication code: prescribed at all, and dose moved.
+    let meds: Vec<(usize, Vec<bool>, Vec<bool>)> = (col::FIRST_MED..=col::LAST_MED)
+        .map(|c| {
+            let v = &m.marginals[c].values;
+            (
+                c,
+                v.iter().map(|x| x.as_deref() != Some("No")).collect(),
+                v.iter()
+                    .map(|x| matches!(x.as_deref(), Some("Up" | "Down")))
+                    .collect(),
+            )
+        })
+        .collect();
+    let (yes, no) = (
+        code(m, col::DIABETES_MED, "Yes"),
+        code(m, col::DIABETES_MED, "No"),
+    );
+    let (ch, unchanged) = (code(m, col::CHANGE, "Ch"), code(m, col::CHANGE, "No"));
+    // Chunks with their own streams: the same rows whatever the thread count.
+    slots
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(chunk, slots)| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            r.set_stream(16 + chunk as u64);
+            let mut e = vec![0.0f64; m.copula.len()];
+            slots
+                .iter()
+                .map(|&p| {
+                    let person = &people[p as usize];
+                    let mut row = [0u32; WIDTH];
+                    row[col::PATIENT_NBR] = p;
+                    e[0] = person.e_age;
+                    for x in e.iter_mut().skip(1) {
+                        *x = r.sample(StandardNormal);
+                    }
+                    for (i, &c) in m.copula.iter().enumerate() {
+                        let z: f64 = (0..=i).map(|j| m.chol[i][j] * e[j]).sum();
+                        row[c] = m.marginals[c].pick(phi(z));
+                    }
+                    row[col::RACE] = person.race;
+                    row[col::GENDER] = person.gender;
+                    for &c in &independent {
+                        row[c] = m.marginals[c].pick(r.random::<f64>());
+                    }
+                    // diabetesMed and change follow the medications.
+                    let prescribed = meds.iter().any(|(c, p, _)| p[row[*c] as usize]);
+                    let moved = meds.iter().any(|(c, _, mv)| mv[row[*c] as usize]);
+                    let switched = prescribed && (moved || r.random::<f64>() < m.switch_rate);
+                    row[col::DIABETES_MED] = if prescribed { yes } else { no };
+                    row[col::CHANGE] = if switched { ch } else { unchanged };
+                    row
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .concat()
 }
+
+/// Rows generated per random stream (and per parallel task).
+const CHUNK: usize = 8192;
 
 fn code(m: &Model, c: usize, v: &str) -> u32 {
     m.marginals[c].code_of(v).unwrap_or(0) as u32
@@ -463,9 +603,6 @@ fn code(m: &Model, c: usize, v: &str) -> u32 {
 pub fn generate(rows: usize, seed: u64) -> Table {
     let m = model();
     let rows_codes = codes(m, rows, seed);
-    // Labels use their own stream so they do not shift the feature draws.
-    let mut r = ChaCha8Rng::seed_from_u64(seed);
-    r.set_stream(1);
     let mut ids = ChaCha8Rng::seed_from_u64(seed);
     ids.set_stream(2);
     let n_patients = rows_codes
@@ -481,34 +618,80 @@ pub fn generate(rows: usize, seed: u64) -> Table {
     }
     patient_ids.shuffle(&mut ids);
     let mut encounter = 12_522i64;
-    let mut table = Table::new();
-    let mut values: Vec<Value<'_>> = vec![Value::Missing; WIDTH];
-    for row in &rows_codes {
-        for (c, v) in values.iter_mut().enumerate() {
+    let encounters: Vec<Option<i64>> = (0..rows_codes.len())
+        .map(|_| {
+            let e = encounter;
+            encounter += ids.random_range(1..=8000);
+            Some(e)
+        })
+        .collect();
+    // Labels: 0 = NO, 1 = >30, 2 = <30; own streams so they never shift the feature draws.
+    let labels: Vec<u32> = rows_codes
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(chunk, rows)| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            r.set_stream(1 << 32 | chunk as u64);
+            rows.iter()
+                .map(|row| {
+                    let discharge = m.marginals[col::DISCHARGE_DISPOSITION_ID].ints
+                        [row[col::DISCHARGE_DISPOSITION_ID] as usize];
+                    let positive =
+                        !EXPIRED.contains(&discharge) && r.random::<f64>() < sigmoid(score(m, row));
+                    match positive {
+                        false => 0,
+                        true if r.random::<f64>() < m.lt30_share => 2,
+                        true => 1,
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .concat();
+    let columns = (0..WIDTH)
+        .map(|c| {
             let mg = &m.marginals[c];
-            *v = match COLUMNS[c].kind {
-                Kind::Identifier => Value::Missing,
-                _ if c == col::READMITTED => Value::Missing,
-                Kind::Integer => Value::Int(mg.ints[row[c] as usize]),
-                Kind::Categorical => mg.values[row[c] as usize]
-                    .as_deref()
-                    .map_or(Value::Missing, Value::Str),
-            };
-        }
-        values[col::ENCOUNTER_ID] = Value::Int(encounter);
-        encounter += ids.random_range(1..=8000);
-        values[col::PATIENT_NBR] = Value::Int(patient_ids[row[col::PATIENT_NBR] as usize]);
-        let discharge = m.marginals[col::DISCHARGE_DISPOSITION_ID].ints
-            [row[col::DISCHARGE_DISPOSITION_ID] as usize];
-        let positive = !EXPIRED.contains(&discharge) && r.random::<f64>() < sigmoid(score(m, row));
-        values[col::READMITTED] = Value::Str(match positive {
-            false => "NO",
-            true if r.random::<f64>() < m.lt30_share => "<30",
-            true => ">30",
-        });
-        table.push_row(&values);
-    }
-    table
+            match COLUMNS[c].kind {
+                Kind::Identifier if c == col::ENCOUNTER_ID => Column::Int(encounters.clone()),
+                Kind::Identifier => Column::Int(
+                    rows_codes
+                        .iter()
+                        .map(|r| Some(patient_ids[r[c] as usize]))
+                        .collect(),
+                ),
+                Kind::Integer => Column::Int(
+                    rows_codes
+                        .iter()
+                        .map(|r| Some(mg.ints[r[c] as usize]))
+                        .collect(),
+                ),
+                Kind::Categorical if c == col::READMITTED => Column::Cat(Categories::from_codes(
+                    ["NO", ">30", "<30"].map(str::to_owned).to_vec(),
+                    labels.clone(),
+                )),
+                Kind::Categorical => {
+                    // The dictionary holds the non-missing values; `?` maps to MISSING.
+                    let mut dict = Vec::new();
+                    let remap: Vec<u32> = mg
+                        .values
+                        .iter()
+                        .map(|v| match v {
+                            Some(v) => {
+                                dict.push(v.clone());
+                                dict.len() as u32 - 1
+                            }
+                            None => MISSING,
+                        })
+                        .collect();
+                    Column::Cat(Categories::from_codes(
+                        dict,
+                        rows_codes.iter().map(|r| remap[r[c] as usize]).collect(),
+                    ))
+                }
+            }
+        })
+        .collect();
+    Table::from_columns(columns)
 }
 
 /// The embedded label model's probability for a row of any table (exposed for fidelity tests and

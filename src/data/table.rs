@@ -42,6 +42,23 @@ impl Categories {
         c
     }
 
+    /// A column from distinct values and per-row codes into them ([`MISSING`] = missing).
+    /// Panics if a code is out of range (a programming error).
+    pub fn from_codes(dict: Vec<String>, codes: Vec<u32>) -> Categories {
+        assert!(
+            codes
+                .iter()
+                .all(|&c| c == MISSING || (c as usize) < dict.len()),
+            "category code out of range"
+        );
+        let index = dict
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Categories { dict, index, codes }
+    }
+
     pub fn push(&mut self, value: Option<&str>) {
         let code = match value {
             Some(v) => self.intern(v),
@@ -138,6 +155,33 @@ impl Table {
             columns: COLUMNS.iter().map(|c| Column::empty(c.kind)).collect(),
             present: [true; WIDTH],
             rows: 0,
+        }
+    }
+
+    /// A table from whole columns in schema order. Panics if a column's kind or length disagrees
+    /// (a programming error).
+    pub fn from_columns(columns: Vec<Column>) -> Table {
+        assert_eq!(columns.len(), WIDTH, "one column per schema column");
+        let rows = match columns.first() {
+            Some(Column::Int(xs)) => xs.len(),
+            Some(Column::Cat(c)) => c.codes.len(),
+            None => 0,
+        };
+        for (c, (col, spec)) in columns.iter().zip(COLUMNS.iter()).enumerate() {
+            let (len, cat) = match col {
+                Column::Int(xs) => (xs.len(), false),
+                Column::Cat(k) => (k.codes.len(), true),
+            };
+            assert!(
+                len == rows && cat == (spec.kind == Kind::Categorical),
+                "column {c} ({}) has the wrong kind or length",
+                spec.name
+            );
+        }
+        Table {
+            columns,
+            present: [true; WIDTH],
+            rows,
         }
     }
 
