@@ -96,9 +96,8 @@ fn print_details(format: Format, report: Option<&VerifyReport>) {
     let Some(report) = report else {
         return;
     };
-    if format == Format::Json {
-        return;
-    }
+    // Diagnostics, not data: on stderr with the group markers, whatever the output format.
+    let _ = format;
     let failure = report.failure.as_ref();
     if report.events.is_empty() && failure.is_none_or(|f| f.logs.is_empty()) {
         return;
@@ -107,7 +106,7 @@ fn print_details(format: Format, report: Option<&VerifyReport>) {
         "events and logs: {}/{}",
         report.namespace, report.deployment
     ));
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stderr().lock();
     for e in &report.events {
         let _ = writeln!(out, "  event: {e}");
     }

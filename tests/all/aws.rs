@@ -433,8 +433,8 @@ async fn leak_test_no_secret_value_appears_in_any_output() {
         captured.push_str(&out);
         captured.push_str(&err);
         assert!(
-            out.contains("::add-mask::"),
-            "{args:?}: masks are registered in Actions"
+            err.contains("::add-mask::"),
+            "{args:?}: masks are registered in Actions (on stderr)"
         );
     }
 

@@ -501,24 +501,25 @@ async fn fork_pull_request_with_read_only_token_degrades_to_summary_and_annotati
     );
     assert!(stdout.contains("PR comment:  degraded"), "{stdout}");
     assert!(
-        stdout.contains("::warning::pull request from a fork: GITHUB_TOKEN is read-only: the check run was not created"),
+        stderr.contains("::warning::pull request from a fork: GITHUB_TOKEN is read-only: the check run was not created"),
         "{stdout}"
     );
-    let errors = stdout.lines().filter(|l| l.starts_with("::error ")).count();
-    assert_eq!(errors, 10, "GitHub shows 10 errors per step\n{stdout}");
+    let errors = stderr.lines().filter(|l| l.starts_with("::error ")).count();
+    assert_eq!(errors, 10, "GitHub shows 10 errors per step\n{stderr}");
     assert!(
-        stdout.contains("::notice::2 more failed tests are not annotated here"),
+        stderr.contains("::notice::2 more failed tests are not annotated here"),
         "{stdout}"
     );
     assert!(
         stdout
             .lines()
+            .chain(stderr.lines())
             .filter(|l| l.contains("ghs_testtoken0123456789"))
             .all(|l| l.starts_with("::add-mask::")),
         "token printed outside its mask command\n{stdout}"
     );
     assert!(
-        stdout.contains("::add-mask::ghs_testtoken0123456789"),
+        stderr.contains("::add-mask::ghs_testtoken0123456789"),
         "token not masked"
     );
 

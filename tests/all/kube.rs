@@ -921,13 +921,13 @@ mod commands {
             .env("GITHUB_OUTPUT", &gh_output);
         let (code, out, err) = run_async(c).await;
         assert_eq!(code, 7, "{out}\n{err}");
-        let group = out
+        let group = err
             .find("::group::events and logs: health-predict/health-predict")
-            .expect(&out);
-        let end = out.find("::endgroup::").expect(&out);
+            .expect(&err);
+        let end = err.find("::endgroup::").expect(&err);
         assert!(group < end);
-        assert!(out[group..end].contains("FailedScheduling"), "{out}");
-        assert!(out.contains("::error::verify health-predict/health-predict: pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu."), "{out}");
+        assert!(err[group..end].contains("FailedScheduling"), "{err}");
+        assert!(err.contains("::error::verify health-predict/health-predict: pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu."), "{err}");
         assert!(!out.contains("rolled back"), "{out}");
         let written = std::fs::read_to_string(&gh_output).expect("GITHUB_OUTPUT");
         assert!(

@@ -4,6 +4,9 @@
 //! find it through `support::require_tool`: skipped with a message on a developer machine that
 //! lacks it, a failure under CI (`CI=true`), where `.ci/run` installs them all.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod apitest;
