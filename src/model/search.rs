@@ -193,13 +193,13 @@ pub(crate) fn run(
     let mut finished: Vec<Option<(f64, GradientBooster, TrialReport)>> =
         (0..trials).map(|_| None).collect();
     for (rung, &(_, budget)) in schedule.iter().enumerate() {
-        let inner = if alive.len() >= threads {
+        let (carried, to_train): (Vec<usize>, Vec<usize>) =
+            alive.iter().partition(|&&t| finished[t].is_some());
+        let inner = if to_train.len() >= threads {
             Some(1)
         } else {
             Some(threads)
         };
-        let (carried, to_train): (Vec<usize>, Vec<usize>) =
-            alive.iter().partition(|&&t| finished[t].is_some());
         let mut results: Vec<Result<(f64, GradientBooster, TrialReport), ModelError>> = carried
             .iter()
             .filter_map(|&t| finished[t].take())
