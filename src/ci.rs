@@ -2,9 +2,9 @@
 //! outputs and the job summary, exactly as the platform defines them. Outside Actions these are
 //! no-ops (groups and annotations) or plain files (outputs and summary when their variables are set).
 //!
-//! Workflow commands go to stdout because that is where the runner reads `::add-mask::` before
-//! anything else could print the value; stdout data documents (`--output json`) never contain
-//! them because commands are only emitted when `GITHUB_ACTIONS=true`.
+//! Workflow commands go to stderr: the runner reads them from both streams (in actions/runner,
+//! `ScriptHandler` feeds stdout and stderr alike to its command manager), and stdout stays
+//! reserved for data, so `--output json` remains exactly one JSON document in Actions too.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -78,7 +78,7 @@ pub fn format_annotation(level: Level, message: &str, at: Option<&Location>) -> 
 }
 
 fn emit(line: &str) {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }

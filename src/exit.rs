@@ -27,6 +27,8 @@ pub enum Exit {
     InvalidInput,
     /// A deployment failed verification (and was rolled back when rollback was enabled).
     DeployFailed,
+    /// Interrupted by Ctrl-C or SIGTERM; what was started has been cleaned up.
+    Interrupted,
 }
 
 impl Exit {
@@ -41,11 +43,12 @@ impl Exit {
             Exit::Infra => 5,
             Exit::InvalidInput => 6,
             Exit::DeployFailed => 7,
+            Exit::Interrupted => 130,
         }
     }
 
     /// All codes, for documentation and tests.
-    pub const ALL: [Exit; 8] = [
+    pub const ALL: [Exit; 9] = [
         Exit::Success,
         Exit::Failure,
         Exit::Usage,
@@ -54,7 +57,16 @@ impl Exit {
         Exit::Infra,
         Exit::InvalidInput,
         Exit::DeployFailed,
+        Exit::Interrupted,
     ];
+
+    /// The exit for a numeric code (unknown codes are `Failure`).
+    pub fn from_code(code: u8) -> Exit {
+        Exit::ALL
+            .into_iter()
+            .find(|e| e.code() == code)
+            .unwrap_or(Exit::Failure)
+    }
 
     /// A short description for the README table and `--help`.
     pub const fn describe(self) -> &'static str {
@@ -66,7 +78,8 @@ impl Exit {
             Exit::TestsFailed => "tests failed",
             Exit::Infra => "infrastructure failure (network, cluster, AWS, registry, GitHub)",
             Exit::InvalidInput => "invalid input data or model file",
-            Exit::DeployFailed => "deployment failed verification",
+            Exit::DeployFailed => "deployment failed verification (rolled back)",
+            Exit::Interrupted => "interrupted by Ctrl-C or SIGTERM",
         }
     }
 
@@ -168,7 +181,20 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
             })*
         };
     }
-    known!(crate::data::DataError, crate::model::ModelError);
+    known!(
+        crate::data::DataError,
+        crate::model::ModelError,
+        crate::data::split::SplitError,
+        crate::drift::DriftError,
+        crate::data::fetch::FetchError,
+        crate::pipeline::config::ConfigError,
+        crate::registry::RegistryError,
+        crate::serve::ServeError,
+        crate::apitest::ApiTestError,
+        crate::github::GithubError,
+        crate::kube::KubeError,
+        crate::aws::AwsError,
+    );
     None
 }
 
@@ -223,7 +249,8 @@ mod tests {
     #[test]
     fn codes_are_distinct_and_stable() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7, 130]);
+        assert!(Exit::ALL.iter().all(|e| Exit::from_code(e.code()) == *e));
     }
 
     #[test]

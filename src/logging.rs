@@ -4,6 +4,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::GlobalArgs;
 
+/// Appended to every filter: see `init`.
+pub const SDK_CAP: &str = "aws_smithy_runtime=debug";
+
 /// Sets up the global subscriber from `--verbose`/`--quiet`, `HEALTH_PREDICT_LOG` and `NO_COLOR`.
 pub fn init(global: &GlobalArgs) {
     let default = match (global.quiet, global.verbose) {
@@ -16,6 +19,9 @@ pub fn init(global: &GlobalArgs) {
         // Dependencies are noisy at debug; keep them at warn unless asked for by name.
         format!("warn,health_predict={default}")
     });
+    // The AWS SDK's orchestrator logs whole response bodies and outputs at TRACE, and ECR's
+    // authorization token is not marked sensitive in its model: cap it at DEBUG whatever was asked.
+    let directive = format!("{directive},{SDK_CAP}");
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -27,6 +27,15 @@ impl Backoff {
         max_delay: Duration::from_secs(10),
         deadline: Duration::from_secs(60),
     };
+    /// GitHub's REST API: like [`Backoff::API`], but a secondary rate limit asks for waits of a
+    /// minute or more (`Retry-After`, or 60 s when it gives none), so the cap and deadline are
+    /// longer. A requested wait above `max_delay` is not retried at all (never earlier than asked).
+    pub const GITHUB: Backoff = Backoff {
+        max_attempts: 5,
+        base: Duration::from_millis(500),
+        max_delay: Duration::from_secs(120),
+        deadline: Duration::from_secs(300),
+    };
     /// Waiting for a freshly started server to answer (local `serve`, port-forwards).
     pub const READINESS: Backoff = Backoff {
         max_attempts: 60,
@@ -40,6 +49,22 @@ impl Backoff {
         base: Duration::from_secs(2),
         max_delay: Duration::from_secs(20),
         deadline: Duration::from_secs(600),
+    };
+
+    /// Downloading a large file (the UCI dataset): few attempts, each may take minutes.
+    pub const DOWNLOAD: Backoff = Backoff {
+        max_attempts: 3,
+        base: Duration::from_millis(500),
+        max_delay: Duration::from_secs(5),
+        deadline: Duration::from_secs(900),
+    };
+
+    /// Waiting for another process's registry write to finish (local registry file lock).
+    pub const REGISTRY_LOCK: Backoff = Backoff {
+        max_attempts: 1000,
+        base: Duration::from_millis(5),
+        max_delay: Duration::from_millis(200),
+        deadline: Duration::from_secs(60),
     };
 
     /// The delay before attempt `attempt + 1` (0-based `attempt` that just failed): full jitter.

@@ -1,15 +1,124 @@
-//! `github` commands (being built: see the open issue that owns them).
+//! `report` commands: publish results to GitHub (check run, job summary, PR comment, outputs).
 
-use crate::cli::Context;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::{Context, env};
 use crate::exit::{Exit, fail};
+use crate::github::{CommentMode, EventInfo, PublishRequest, Repo, publish};
+use crate::retry::Backoff;
+use crate::secret::Secret;
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum ReportCommand {
-    /// Not built yet.
-    #[command(hide = true)]
-    Pending,
+    /// Publish a run's results: JUnit as a check run with annotations, the job summary, one PR
+    /// comment updated in place, step outputs and log annotations. Fork pull requests (read-only
+    /// token) degrade to the summary and annotations without failing.
+    Publish(PublishArgs),
 }
 
-pub async fn run(_: ReportCommand, _: &Context) -> anyhow::Result<Exit> {
-    Err(fail(Exit::Failure, "`github` is being built", None))
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Publish")]
+pub struct PublishArgs {
+    /// Run directory written by `pipeline run` (reads run.json, gate.json, metrics.json,
+    /// drift/drift.json and, unless --junit is given, junit.xml).
+    #[arg(long, value_name = "DIR", env = env::PUBLISH_RUN_DIR)]
+    pub run_dir: Option<PathBuf>,
+    /// JUnit XML files to publish (repeat or comma-separate).
+    #[arg(long, value_name = "PATH", num_args = 1.., value_delimiter = ',', env = env::PUBLISH_JUNIT)]
+    pub junit: Vec<PathBuf>,
+    /// Extra Markdown appended to the report (e.g. RUN_DIR/summary.md).
+    #[arg(long, value_name = "PATH", env = env::PUBLISH_SUMMARY)]
+    pub summary: Option<PathBuf>,
+    /// Check-run name; also keys the PR comment, so each name gets its own comment.
+    #[arg(long, default_value = "health-predict", env = env::PUBLISH_CHECK_NAME)]
+    pub check_name: String,
+    /// When to write the PR comment.
+    #[arg(long, value_enum, default_value_t = CommentMode::Auto, env = env::PUBLISH_COMMENT)]
+    pub comment: CommentMode,
+    /// Check-run annotations at most (sent 50 per request); the rest are counted, not sent.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=5000), env = env::PUBLISH_MAX_ANNOTATIONS)]
+    pub max_annotations: u32,
+
+    /// Token with `checks: write` and `pull-requests: write`.
+    #[arg(long, hide = true, env = env::GITHUB_TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Repository, owner/name.
+    #[arg(long, value_name = "OWNER/NAME", env = env::GITHUB_REPOSITORY)]
+    pub repository: Option<String>,
+    /// Commit the check run belongs to (a pull request's head commit is read from the event).
+    #[arg(long, env = env::GITHUB_SHA)]
+    pub sha: Option<String>,
+    /// Event name (pull_request, push, schedule, ...).
+    #[arg(long, hide = true, env = env::GITHUB_EVENT_NAME)]
+    pub event_name: Option<String>,
+    /// Event payload JSON written by the runner (pull request number, fork status).
+    #[arg(long, value_name = "PATH", env = env::GITHUB_EVENT_PATH)]
+    pub event_path: Option<PathBuf>,
+    /// REST API base URL (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, default_value = "https://api.github.com", env = env::GITHUB_API_URL)]
+    pub api_url: String,
+    #[arg(long, hide = true, default_value = "https://github.com", env = env::GITHUB_SERVER_URL)]
+    pub server_url: String,
+    #[arg(long, hide = true, env = env::GITHUB_RUN_ID)]
+    pub run_id: Option<String>,
+    #[arg(long, hide = true, env = env::GITHUB_WORKSPACE)]
+    pub workspace: Option<PathBuf>,
+}
+
+impl PublishArgs {
+    /// The validated request.
+    pub fn request(self) -> anyhow::Result<PublishRequest> {
+        let repo = self
+            .repository
+            .filter(|r| !r.is_empty())
+            .map(|r| r.parse::<Repo>())
+            .transpose()
+            .map_err(|e| {
+                fail(
+                    Exit::Usage,
+                    format!("--repository / GITHUB_REPOSITORY: {e}"),
+                    Some("use owner/name, e.g. octo-org/health-predict"),
+                )
+            })?;
+        let event = EventInfo::load(self.event_name.as_deref(), self.event_path.as_deref())?;
+        let details_url = match (&repo, &self.run_id) {
+            (Some(repo), Some(run)) if !run.is_empty() => Some(format!(
+                "{}/{repo}/actions/runs/{run}",
+                self.server_url.trim_end_matches('/')
+            )),
+            _ => None,
+        };
+        Ok(PublishRequest {
+            run_dir: self.run_dir,
+            junit: self.junit,
+            summary: self.summary,
+            check_name: self.check_name,
+            comment: self.comment,
+            repo,
+            sha: self.sha.filter(|s| !s.is_empty()),
+            token: self.token.filter(|t| !t.is_empty()).map(Secret::new),
+            event,
+            api_url: self.api_url,
+            details_url,
+            workspace: self.workspace.filter(|w| !w.as_os_str().is_empty()),
+            max_annotations: self.max_annotations as usize,
+            policy: Backoff::GITHUB,
+        })
+    }
+}
+
+pub async fn run(command: ReportCommand, ctx: &Context) -> anyhow::Result<Exit> {
+    match command {
+        ReportCommand::Publish(args) => {
+            let req = args.request()?;
+            let mut report = publish(&req).await?;
+            crate::output::emit(ctx.output, &report)?;
+            match report.errors.drain(..).next() {
+                Some(e) => Err(e.into()),
+                None => Ok(report.exit),
+            }
+        }
+    }
 }

@@ -80,15 +80,19 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
         .buffer_capacity(1 << 16)
         .from_reader(input);
     let mut record = csv::ByteRecord::new();
-    let read_err = |e: csv::Error| {
-        let line = e.position().map(|p| p.line());
-        DataError::Read {
-            path: source.to_owned(),
-            line,
-            source: e,
+    // I/O errors (a gzip stream cut short) carry no position: name the line after the last
+    // record read.
+    let read_err = |last: u64| {
+        move |e: csv::Error| {
+            let line = e.position().map_or(last + 1, |p| p.line());
+            DataError::Read {
+                path: source.to_owned(),
+                line: Some(line),
+                source: e,
+            }
         }
     };
-    if !csv.read_byte_record(&mut record).map_err(read_err)? {
+    if !csv.read_byte_record(&mut record).map_err(read_err(0))? {
         return Err(DataError::Empty {
             path: source.to_owned(),
         });
@@ -109,8 +113,10 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
             issues.push(issue);
         }
     };
-    while csv.read_byte_record(&mut record).map_err(read_err)? {
+    let mut last = 1;
+    while csv.read_byte_record(&mut record).map_err(read_err(last))? {
         let line = record.position().map_or(0, |p| p.line());
+        last = line;
         if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
             continue; // a blank line
         }

@@ -1,8 +1,12 @@
 //! Encounter data: the 50-column schema, loading and validation, the synthetic generator,
 //! profiles, fetching and splitting. Knows nothing of models, drift or serving.
 
+pub mod fetch;
 pub mod load;
+pub mod profile;
 pub mod schema;
+pub mod split;
+pub mod synth;
 pub mod table;
 
 use std::fmt;
@@ -30,9 +34,10 @@ impl fmt::Display for Issue {
         if let Some(c) = &self.column {
             write!(f, ", column `{c}`")?;
         }
-        match &self.value {
-            Some(v) => write!(f, ": value `{}` {}", truncate(v, 60), self.problem),
-            None => write!(f, ": row {}", self.problem),
+        match (&self.column, &self.value) {
+            (_, Some(v)) => write!(f, ": value `{}` {}", truncate(v, 60), self.problem),
+            (Some(_), None) => write!(f, ": {}", self.problem),
+            (None, None) => write!(f, ": row {}", self.problem),
         }
     }
 }
@@ -63,7 +68,7 @@ pub enum DataError {
     },
     #[error("{path} is empty: expected a header line with the 50 column names")]
     Empty { path: String },
-    #[error("{path} has a header but no data rows")]
+    #[error("{path} has a header line but no data rows")]
     NoRows { path: String },
     #[error(
         "{path} has the wrong columns:{}{}{}",
@@ -84,6 +89,73 @@ pub enum DataError {
         issues: Vec<Issue>,
         total: usize,
     },
+}
+
+impl DataError {
+    /// The error as a list of located problems, for `data validate`. `None` when the file could
+    /// not be opened at all.
+    pub fn issues(&self) -> Option<(Vec<Issue>, usize)> {
+        let one = |line: u64, column: Option<String>, problem: String| Issue {
+            line,
+            column,
+            value: None,
+            problem,
+        };
+        Some(match self {
+            DataError::Io { .. } => return None,
+            DataError::Invalid { issues, total, .. } => (issues.clone(), *total),
+            DataError::Read { line, source, .. } => (
+                vec![one(
+                    line.unwrap_or(0),
+                    None,
+                    format!("cannot be read: {source}"),
+                )],
+                1,
+            ),
+            DataError::Empty { .. } => (
+                vec![one(
+                    1,
+                    None,
+                    "is missing: the file is empty; expected a header line with the 50 column \
+                     names"
+                        .into(),
+                )],
+                1,
+            ),
+            DataError::NoRows { .. } => (
+                vec![one(
+                    2,
+                    None,
+                    "is missing: the file has a header but no data rows".into(),
+                )],
+                1,
+            ),
+            DataError::Header {
+                missing,
+                unknown,
+                duplicate,
+                ..
+            } => {
+                let mut v = Vec::new();
+                for (names, problem) in [
+                    (
+                        missing,
+                        "is missing from the header; expected all 50 columns of diabetic_data.csv",
+                    ),
+                    (unknown, "is not a column of the schema"),
+                    (duplicate, "appears more than once in the header"),
+                ] {
+                    v.extend(
+                        names
+                            .iter()
+                            .map(|n| one(1, Some(n.clone()), problem.into())),
+                    );
+                }
+                let total = v.len();
+                (v, total)
+            }
+        })
+    }
 }
 
 fn list(label: &str, names: &[String]) -> String {
@@ -239,9 +311,12 @@ mod tests {
 mod real_data {
     /// The shared copy of the UCI file, when this checkout sits beside `shared/`.
     pub fn path() -> Option<std::path::PathBuf> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/diabetic_data.csv.gz");
-        p.exists().then_some(p)
+        let rel = std::path::Path::new("shared/data/diabetic_data.csv.gz");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .skip(1)
+            .map(|a| a.join(rel))
+            .find(|p| p.exists())
     }
 
     #[test]

@@ -42,6 +42,23 @@ impl Categories {
         c
     }
 
+    /// A column from distinct values and per-row codes into them ([`MISSING`] = missing).
+    /// Panics if a code is out of range (a programming error).
+    pub fn from_codes(dict: Vec<String>, codes: Vec<u32>) -> Categories {
+        assert!(
+            codes
+                .iter()
+                .all(|&c| c == MISSING || (c as usize) < dict.len()),
+            "category code out of range"
+        );
+        let index = dict
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Categories { dict, index, codes }
+    }
+
     pub fn push(&mut self, value: Option<&str>) {
         let code = match value {
             Some(v) => self.intern(v),
@@ -141,6 +158,33 @@ impl Table {
         }
     }
 
+    /// A table from whole columns in schema order. Panics if a column's kind or length disagrees
+    /// (a programming error).
+    pub fn from_columns(columns: Vec<Column>) -> Table {
+        assert_eq!(columns.len(), WIDTH, "one column per schema column");
+        let rows = match columns.first() {
+            Some(Column::Int(xs)) => xs.len(),
+            Some(Column::Cat(c)) => c.codes.len(),
+            None => 0,
+        };
+        for (c, (col, spec)) in columns.iter().zip(COLUMNS.iter()).enumerate() {
+            let (len, cat) = match col {
+                Column::Int(xs) => (xs.len(), false),
+                Column::Cat(k) => (k.codes.len(), true),
+            };
+            assert!(
+                len == rows && cat == (spec.kind == Kind::Categorical),
+                "column {c} ({}) has the wrong kind or length",
+                spec.name
+            );
+        }
+        Table {
+            columns,
+            present: [true; WIDTH],
+            rows,
+        }
+    }
+
     /// Marks which columns the source had.
     pub fn set_present(&mut self, present: [bool; WIDTH]) {
         self.present = present;
@@ -199,6 +243,39 @@ impl Table {
         }
     }
 
+    /// An integer column's values for in-place edits (the length cannot change). Panics if `col`
+    /// is categorical (a programming error).
+    pub fn ints_mut(&mut self, col: usize) -> &mut [Option<i64>] {
+        match &mut self.columns[col] {
+            Column::Int(xs) => xs,
+            Column::Cat(_) => panic!("column {} is categorical", COLUMNS[col].name),
+        }
+    }
+
+    /// Replaces one categorical cell (`None` = missing). Panics if `col` is an integer column.
+    pub fn set_cat(&mut self, row: usize, col: usize, value: Option<&str>) {
+        match &mut self.columns[col] {
+            Column::Cat(c) => {
+                let code = value.map_or(MISSING, |v| c.intern(v));
+                c.codes[row] = code;
+            }
+            Column::Int(_) => panic!("column {} is an integer column", COLUMNS[col].name),
+        }
+    }
+
+    /// Writes the table as CSV into memory, or gzip-compressed CSV when `gzip` is set.
+    pub fn to_csv_bytes(&self, gzip: bool) -> std::io::Result<Vec<u8>> {
+        if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            self.write_csv(&mut gz)?;
+            gz.finish()
+        } else {
+            let mut buf = Vec::with_capacity(self.rows * 200);
+            self.write_csv(&mut buf)?;
+            Ok(buf)
+        }
+    }
+
     /// A view of one row.
     pub fn row(&self, i: usize) -> TableRow<'_> {
         TableRow {
@@ -253,17 +330,21 @@ impl Table {
             .terminator(csv::Terminator::Any(b'\n'))
             .from_writer(w);
         out.write_record(schema::names())?;
-        let mut rec: Vec<String> = Vec::with_capacity(WIDTH);
+        let mut num = String::with_capacity(24);
         for i in 0..self.rows {
-            rec.clear();
             for c in 0..WIDTH {
-                rec.push(match self.get(i, c) {
-                    Value::Missing => "?".to_owned(),
-                    Value::Int(v) => v.to_string(),
-                    Value::Str(s) => s.to_owned(),
-                });
+                match self.get(i, c) {
+                    Value::Missing => out.write_field("?")?,
+                    Value::Int(v) => {
+                        use std::fmt::Write as _;
+                        num.clear();
+                        let _ = write!(num, "{v}");
+                        out.write_field(&num)?;
+                    }
+                    Value::Str(s) => out.write_field(s)?,
+                }
             }
-            out.write_record(&rec)?;
+            out.write_record(std::iter::empty::<&[u8]>())?;
         }
         out.flush()?;
         Ok(())

@@ -1,6 +1,9 @@
 //! Shared test helpers: the real data file, external programs, the binary, free ports.
 #![allow(dead_code)]
 
+pub mod mlflow;
+pub mod models;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,9 +15,18 @@ pub fn in_ci() -> bool {
 /// The shared copy of the UCI data (`../shared/data/diabetic_data.csv.gz` beside the checkout),
 /// or `None` with a message when absent (a clone used outside this workplace).
 pub fn shared_data() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/diabetic_data.csv.gz");
-    if p.exists() {
-        Some(p)
+    // `../shared/data` beside the checkout; a git worktree may sit one level deeper, so look in
+    // every ancestor's `shared/data`.
+    let rel = Path::new("shared/data/diabetic_data.csv.gz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = root.join("..").join(rel);
+    if let Some(found) = root
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join(rel))
+        .find(|c| c.exists())
+    {
+        Some(found)
     } else {
         if in_ci() {
             panic!("CI=true but {} is missing", p.display());
@@ -73,3 +85,8 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+pub mod fake_kube;
+pub mod moto;
+pub mod registry;
+pub mod scorer;
