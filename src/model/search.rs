@@ -30,12 +30,12 @@ const ETA: usize = 4;
 /// One point of the search space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialParams {
-    pub learning_rate: f32,
+    pub learning_rate: f64,
     pub max_depth: usize,
-    pub min_leaf_weight: f32,
-    pub l2: f32,
-    pub gamma: f32,
-    pub subsample: f32,
+    pub min_leaf_weight: f64,
+    pub l2: f64,
+    pub gamma: f64,
+    pub subsample: f64,
     pub colsample_bytree: f64,
     pub nbins: u16,
 }
@@ -65,16 +65,16 @@ impl TrialParams {
     fn sample(rng: &mut ChaCha8Rng) -> TrialParams {
         let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
         TrialParams {
-            learning_rate: r3(log_uniform(rng, 0.02, 0.2)) as f32,
+            learning_rate: r3(log_uniform(rng, 0.02, 0.2)),
             max_depth: rng.random_range(3..=8),
-            min_leaf_weight: r3(log_uniform(rng, 1.0, 100.0)) as f32,
-            l2: r3(log_uniform(rng, 0.1, 20.0)) as f32,
+            min_leaf_weight: r3(log_uniform(rng, 1.0, 100.0)),
+            l2: r3(log_uniform(rng, 0.1, 20.0)),
             gamma: if rng.random_bool(0.5) {
                 0.0
             } else {
-                r3(rng.random_range(0.0..1.0)) as f32
+                r3(rng.random_range(0.0..1.0))
             },
-            subsample: r3(rng.random_range(0.5..1.0)) as f32,
+            subsample: r3(rng.random_range(0.5..1.0)),
             colsample_bytree: r3(rng.random_range(0.4..1.0)),
             nbins: [32, 64, 128, 256][rng.random_range(0..4)],
         }
@@ -91,13 +91,13 @@ impl TrialParams {
         let b = GradientBooster::default()
             .set_objective_type(ObjectiveType::LogLoss)
             .set_iterations(trees)
-            .set_learning_rate(self.learning_rate)
+            .set_learning_rate(self.learning_rate as f32)
             .set_max_depth(self.max_depth)
-            .set_min_leaf_weight(self.min_leaf_weight)
-            .set_l2(self.l2)
-            .set_gamma(self.gamma)
+            .set_min_leaf_weight(self.min_leaf_weight as f32)
+            .set_l2(self.l2 as f32)
+            .set_gamma(self.gamma as f32)
             .set_nbins(self.nbins)
-            .set_subsample(self.subsample)
+            .set_subsample(self.subsample as f32)
             .set_sample_method(if self.subsample < 1.0 {
                 SampleMethod::Random
             } else {
@@ -188,44 +188,64 @@ pub(crate) fn run(
     let mut alive: Vec<usize> = (0..trials).collect();
     let mut reports = Vec::new();
     let mut last: Vec<(usize, f64, GradientBooster)> = Vec::new();
+    // Trials that stopped early below their budget would grow the same trees again with a larger
+    // one (training is deterministic): carry them forward instead of retraining.
+    let mut finished: Vec<Option<(f64, GradientBooster, TrialReport)>> =
+        (0..trials).map(|_| None).collect();
     for (rung, &(_, budget)) in schedule.iter().enumerate() {
-        let inner = if alive.len() >= threads {
+        let (carried, to_train): (Vec<usize>, Vec<usize>) =
+            alive.iter().partition(|&&t| finished[t].is_some());
+        let inner = if to_train.len() >= threads {
             Some(1)
         } else {
             Some(threads)
         };
-        let results: Vec<Result<(f64, GradientBooster, TrialReport), ModelError>> =
-            pool.install(|| {
-                alive
-                    .par_iter()
-                    .map(|&t| {
-                        let mut b =
-                            params[t].booster(budget, seed.wrapping_add(t as u64), inner)?;
-                        fit(&mut b, data)?;
-                        let m = Matrix::new(data.valid, data.valid_rows, data.cols);
-                        let scores = b.predict(&m, false);
-                        let auc = roc_auc(data.valid_labels, &scores);
-                        let trees = b.prediction_iteration.unwrap_or(b.trees.len());
-                        let report = TrialReport {
-                            trial: t,
-                            rung,
-                            max_trees: budget,
-                            trees,
-                            validation_roc_auc: auc,
-                            params: params[t].clone(),
-                        };
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        on_trial(&report, n, total);
-                        Ok((auc, b, report))
-                    })
-                    .collect()
-            });
+        let mut results: Vec<Result<(f64, GradientBooster, TrialReport), ModelError>> = carried
+            .iter()
+            .filter_map(|&t| finished[t].take())
+            .map(|(auc, b, mut report)| {
+                report.rung = rung;
+                report.max_trees = budget;
+                Ok((auc, b, report))
+            })
+            .collect();
+        results.extend(pool.install(|| {
+            to_train
+                .par_iter()
+                .map(|&t| {
+                    let mut b = params[t].booster(budget, seed.wrapping_add(t as u64), inner)?;
+                    fit(&mut b, data)?;
+                    let m = Matrix::new(data.valid, data.valid_rows, data.cols);
+                    let scores = b.predict(&m, false);
+                    let auc = roc_auc(data.valid_labels, &scores);
+                    let trees = b.prediction_iteration.unwrap_or(b.trees.len());
+                    let report = TrialReport {
+                        trial: t,
+                        rung,
+                        max_trees: budget,
+                        trees,
+                        validation_roc_auc: auc,
+                        params: params[t].clone(),
+                    };
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    on_trial(&report, n, total);
+                    Ok((auc, b, report))
+                })
+                .collect::<Vec<_>>()
+        }));
         let mut scored = Vec::with_capacity(results.len());
         for r in results {
             let (auc, b, report) = r?;
             let t = report.trial;
-            reports.push(report);
-            scored.push((t, if auc.is_nan() { f64::NEG_INFINITY } else { auc }, b));
+            // Stopped by early stopping (not by the budget): final for any larger budget.
+            let stopped = b.trees.len() < budget;
+            reports.push(report.clone());
+            let auc = if auc.is_nan() { f64::NEG_INFINITY } else { auc };
+            if stopped && rung + 1 < schedule.len() {
+                let copy = forust_clone(&b)?;
+                finished[t] = Some((auc, copy, report));
+            }
+            scored.push((t, auc, b));
         }
         // Best first; ties go to the lower trial number so the outcome is seed-deterministic.
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -242,6 +262,12 @@ pub(crate) fn run(
         .next()
         .ok_or_else(|| ModelError::Data("the search produced no model".into()))?;
     Ok((booster, params[t].clone(), reports))
+}
+
+/// A copy of a booster (forust's type has no `Clone`).
+fn forust_clone(b: &GradientBooster) -> Result<GradientBooster, ModelError> {
+    let json = b.json_dump().map_err(ModelError::Learner)?;
+    GradientBooster::from_json(&json).map_err(ModelError::Learner)
 }
 
 /// Fits a booster with early stopping on the validation split.
