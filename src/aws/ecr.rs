@@ -216,15 +216,9 @@ pub fn write_docker_config(path: &Path, auth: &EcrAuth) -> Result<(), AwsError> 
         Err(e) => return Err(io(e)),
     };
     let bytes = docker_config(existing.as_deref(), &[auth])?;
-    // The temporary file is created 0600 and renamed into place, so no reader ever sees the
+    // The temporary file is 0600 before it is renamed into place, so no reader ever sees the
     // credential with wider permissions.
-    crate::fsutil::write_atomic(path, &bytes).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
-    Ok(())
+    crate::fsutil::write_atomic_with_mode(path, &bytes, 0o600).map_err(io)
 }
 
 #[cfg(test)]
