@@ -170,11 +170,12 @@ impl StepAnnotations {
         }
     }
 
-    /// Prints the lines as workflow commands when running in GitHub Actions.
+    /// Prints the lines as workflow commands when running in GitHub Actions (on stderr, like
+    /// every workflow command: see `crate::ci`).
     pub fn emit(&self) {
         if ci::in_github_actions() {
             use std::io::Write;
-            let mut out = std::io::stdout().lock();
+            let mut out = std::io::stderr().lock();
             for l in &self.lines {
                 let _ = writeln!(out, "{l}");
             }
