@@ -11,8 +11,27 @@ use crate::exit::Exit;
 #[derive(Debug, clap::Args)]
 pub struct ApiTestArgs {
     /// The service's base URL, reachable from here (e.g. http://127.0.0.1:8000).
-    #[arg(long, env = env::BASE_URL)]
-    pub base_url: String,
+    #[arg(long, env = env::BASE_URL, required_unless_present = "k8s_service")]
+    pub base_url: Option<String>,
+    /// Test a Kubernetes Service instead of a URL: reached through the API server's port-forward
+    /// (works from any runner with a kubeconfig; no NodePort, ClusterIP routing or proxy).
+    #[arg(long, env = env::K8S_SERVICE, conflicts_with = "base_url")]
+    pub k8s_service: Option<String>,
+    /// How to reach --k8s-service.
+    #[arg(long, value_enum, default_value_t = K8sMode::PortForward, requires = "k8s_service")]
+    pub k8s_mode: K8sMode,
+    /// Namespace of --k8s-service.
+    #[arg(long, default_value = "health-predict", env = env::NAMESPACE)]
+    pub namespace: String,
+    /// The Service port (port-forward and cluster-dns modes).
+    #[arg(long, default_value_t = 80)]
+    pub service_port: u16,
+    /// The host and nodePort for --k8s-mode node-port (kind maps the nodePort to the host
+    /// through kind-config/).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_host: String,
+    #[arg(long, default_value_t = crate::kube::cluster::NODE_PORT)]
+    pub node_port: u16,
     /// Write JUnit XML here (one testcase per check).
     #[arg(long, env = env::JUNIT)]
     pub junit: Option<PathBuf>,
@@ -39,9 +58,21 @@ pub struct ApiTestArgs {
     pub use_env_proxy: bool,
 }
 
+/// How `api-test --k8s-service` reaches the Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum K8sMode {
+    /// Through the API server (kube-rs port-forward) to a ready pod behind the Service.
+    PortForward,
+    /// `http://NODE_HOST:NODE_PORT` (a NodePort published on the host).
+    NodePort,
+    /// `http://SERVICE.NAMESPACE.svc.cluster.local:PORT`, for runs inside the cluster.
+    ClusterDns,
+}
+
 impl ApiTestArgs {
-    pub fn suite_config(&self) -> SuiteConfig {
-        let mut c = SuiteConfig::new(&self.base_url);
+    /// The suite's settings for a base URL (the given one, or a forwarded one).
+    pub fn suite_config_for(&self, base_url: &str) -> SuiteConfig {
+        let mut c = SuiteConfig::new(base_url);
         c.expect_version = self.expect_version.clone();
         c.ready_timeout = self.ready_timeout;
         c.request_timeout = self.request_timeout;
@@ -58,7 +89,35 @@ impl ApiTestArgs {
 }
 
 pub async fn run(args: ApiTestArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let report = crate::apitest::run_suite(&args.suite_config()).await?;
+    // The forward (when used) lives until the suite is done.
+    let mut _forward = None;
+    let base_url = match (&args.base_url, &args.k8s_service) {
+        (Some(url), _) => url.clone(),
+        (None, Some(svc)) => match args.k8s_mode {
+            K8sMode::PortForward => {
+                let client = crate::kube::client().await?;
+                let handle = crate::kube::forward::forward_service(
+                    client,
+                    &args.namespace,
+                    svc,
+                    args.service_port,
+                )
+                .await?;
+                let url = handle.base_url().to_owned();
+                tracing::info!(service = %svc, namespace = %args.namespace, %url, "port-forward through the API server");
+                _forward = Some(handle);
+                url
+            }
+            K8sMode::NodePort => {
+                crate::kube::forward::node_port_url(&args.node_host, args.node_port)
+            }
+            K8sMode::ClusterDns => {
+                crate::kube::forward::cluster_dns_url(svc, &args.namespace, args.service_port)
+            }
+        },
+        (None, None) => unreachable!("clap requires --base-url or --k8s-service"),
+    };
+    let report = crate::apitest::run_suite(&args.suite_config_for(&base_url)).await?;
     if let Some(path) = &args.junit {
         crate::apitest::write_junit(&report, path)?;
         tracing::info!(path = %path.display(), "JUnit report written");

@@ -415,6 +415,27 @@ fn cli_api_test_passes_against_cli_serve_on_a_trained_model() {
     assert_eq!(report.test_suites[0].failures, 0);
     assert!(report.test_suites[0].tests >= 18);
 
+    // The same service as a Kubernetes NodePort (kind maps the nodePort to the host): the URL is
+    // built from --node-host/--node-port, the suite is the same.
+    let (code, stdout, stderr) = run(bin().args([
+        "api-test",
+        "--k8s-service",
+        "health-predict",
+        "--k8s-mode",
+        "node-port",
+        "--node-port",
+        &port.to_string(),
+        "--expect-version",
+        &version,
+        "--latency-budget",
+        "5s",
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("api-test http://127.0.0.1:{port}")),
+        "{stdout}"
+    );
+
     // SIGTERM: graceful stop, exit 0.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),

@@ -17,3 +17,13 @@ fn unknown_subcommand_is_a_usage_error() {
     let (code, _, err) = run(bin().arg("no-such-command"));
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn api_test_needs_a_target() {
+    let (code, _, err) = run(bin().arg("api-test"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--base-url") && err.contains("--k8s-service"),
+        "{err}"
+    );
+}
