@@ -249,8 +249,11 @@ impl FeatureSpec {
         self.features.iter().map(|f| f.name.clone()).collect()
     }
 
-    /// Hash of the definition's structure (rules, target, features and their kinds), not of the
-    /// fitted level values: two models are comparable iff their schema hashes are equal.
+    /// Hash of what makes two models comparable: the input contract (the data schema's columns
+    /// and kinds), the target and the preprocessing rules. Not the fitted result of those rules
+    /// (which columns a training set's missing rates dropped, which levels it saw): each model
+    /// scores a holdout through its own stored preprocessing, so a different fitted selection is
+    /// a difference between models, not a misalignment.
     pub fn schema_hash(&self) -> String {
         let mut h = Sha256::new();
         h.update(format!(
@@ -261,8 +264,8 @@ impl FeatureSpec {
             self.min_level_count,
             self.smoothing
         ));
-        for f in &self.features {
-            h.update(format!("|{}:{}:{}", f.name, f.column, f.encoding.kind()));
+        for c in crate::data::schema::COLUMNS.iter() {
+            h.update(format!("|{}:{:?}", c.name, c.kind));
         }
         hex::encode(h.finalize())
     }
