@@ -68,23 +68,6 @@ pub enum Encoding {
     },
 }
 
-impl Encoding {
-    fn kind(&self) -> &'static str {
-        match self {
-            Encoding::Numeric => "numeric",
-            Encoding::AgeOrdinal => "age_ordinal",
-            Encoding::Category {
-                grouping: Grouping::Identity,
-                ..
-            } => "category",
-            Encoding::Category {
-                grouping: Grouping::Icd9,
-                ..
-            } => "icd9_group",
-        }
-    }
-}
-
 /// One model input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Feature {
