@@ -198,6 +198,22 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
     None
 }
 
+/// An error and its causes on one line, `: `-separated, a cause whose text is already shown left
+/// out (for messages built from library errors whose Display omits or repeats their source).
+pub fn chain_text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// The lines printed for an error: `error: ...`, causes, `hint: ...`.
 pub fn render(err: &anyhow::Error) -> String {
     let (_, hint) = diagnose(err);

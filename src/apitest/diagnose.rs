@@ -371,7 +371,7 @@ pub async fn diagnose(url: &str, proxy: ProxyMode, timeout: Duration) -> Diagnos
                 d.explanation = format!(
                     "TCP to {} connected, but HTTP failed: {}",
                     connected.map(|a| a.to_string()).unwrap_or_default(),
-                    error_chain(&e)
+                    crate::exit::chain_text(&e)
                 );
                 d.advice.push(
                     "check the scheme (http vs https) and that the port serves HTTP, not another protocol"
@@ -398,21 +398,6 @@ fn has_route(addr: &SocketAddr) -> bool {
         ),
         Err(_) => true,
     }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -334,13 +334,16 @@ impl Suite {
             rb = rb.body(b);
         }
         let response = rb.send().await.map_err(|e| Failure {
-            message: format!("the request failed: {}", diagnose::error_chain(&e)),
+            message: format!("the request failed: {}", crate::exit::chain_text(&e)),
             request: Some(request.clone()),
             response: None,
         })?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| Failure {
-            message: format!("reading the response failed: {}", diagnose::error_chain(&e)),
+            message: format!(
+                "reading the response failed: {}",
+                crate::exit::chain_text(&e)
+            ),
             request: Some(request.clone()),
             response: Some(format!("HTTP {status}")),
         })?;

@@ -237,7 +237,10 @@ async fn fetch_oidc_token(
         .map_err(|e| {
             (
                 AwsError::Oidc {
-                    message: format!("{shown}: {}", redact(&error_chain(&e), &[request_token])),
+                    message: format!(
+                        "{shown}: {}",
+                        redact(&crate::exit::chain_text(&e), &[request_token])
+                    ),
                 },
                 Decision::Retry,
             )
@@ -258,7 +261,10 @@ async fn fetch_oidc_token(
     let body: Body = resp.json().await.map_err(|e| {
         (
             AwsError::Oidc {
-                message: format!("{shown}: unreadable answer: {}", error_chain(&e)),
+                message: format!(
+                    "{shown}: unreadable answer: {}",
+                    crate::exit::chain_text(&e)
+                ),
             },
             Decision::Retry,
         )
@@ -456,17 +462,6 @@ pub fn token_claims(jwt: &str) -> TokenClaims {
         iss: text("iss"),
         exp: v.get("exp").and_then(|x| x.as_i64()),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -143,7 +143,7 @@ impl Api {
         path: &str,
         body: Option<&B>,
     ) -> Result<String, Failure> {
-        let transport = |e: octocrab::Error| Failure::Transport(error_chain(&e));
+        let transport = |e: octocrab::Error| Failure::Transport(crate::exit::chain_text(&e));
         let response = match method {
             Method::POST => self.octo._post(path, body).await,
             Method::PATCH => self.octo._patch(path, body).await,
@@ -180,17 +180,6 @@ fn attempts_note(what: &str, attempts: u32) -> String {
     } else {
         what.to_owned()
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// How long GitHub asks us to wait, when the response is a rate limit. GitHub's guidance: obey

@@ -143,6 +143,42 @@ pub struct ModelMeta {
     pub checksum: String,
 }
 
+impl ModelMeta {
+    /// The metrics as dotted keys (`test.roc_auc`, `validation.f1`, ...), finite numbers only:
+    /// what registries store and `/model-info` shows.
+    pub fn flat_metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        fn walk(
+            prefix: &str,
+            v: &serde_json::Value,
+            out: &mut std::collections::BTreeMap<String, f64>,
+        ) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(&key, v, out);
+                    }
+                }
+                serde_json::Value::Number(n) => {
+                    if let Some(x) = n.as_f64().filter(|x| x.is_finite()) {
+                        out.insert(prefix.to_owned(), x);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(v) = serde_json::to_value(&self.metrics) {
+            walk("", &v, &mut out);
+        }
+        out
+    }
+}
+
 /// How the data were split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitInfo {

@@ -55,10 +55,7 @@ impl Registration {
     /// and params. `lineage` adds what the file cannot know (parent version, run id) and a git
     /// commit only when the file has none.
     pub fn from_model(meta: &crate::model::ModelMeta, lineage: Lineage) -> Registration {
-        let mut metrics = BTreeMap::new();
-        if let Ok(v) = serde_json::to_value(&meta.metrics) {
-            flatten_numbers("", &v, &mut metrics);
-        }
+        let metrics = meta.flat_metrics();
         let params = match &meta.params {
             serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             serde_json::Value::Null => BTreeMap::new(),
@@ -82,27 +79,6 @@ impl Registration {
             params,
             description: None,
         }
-    }
-}
-
-fn flatten_numbers(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten_numbers(&key, v, out);
-            }
-        }
-        serde_json::Value::Number(n) => {
-            if let Some(f) = n.as_f64() {
-                out.insert(prefix.to_owned(), f);
-            }
-        }
-        _ => {}
     }
 }
 

@@ -1,7 +1,6 @@
 //! Serving a model file written by `health-predict train`: [`ModelFile::load`] verifies the
 //! checksum before parsing, so a served model is always the one that was trained.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,39 +12,14 @@ use crate::model::ModelFile;
 pub(crate) fn load(path: &Path) -> Result<Arc<dyn Scorer>, String> {
     match ModelFile::load(path) {
         Ok(m) => Ok(Arc::new(m)),
-        Err(e) => Err(crate::apitest::diagnose::error_chain(&e)),
-    }
-}
-
-/// Numbers of a JSON tree as dotted keys (`test.roc_auc`).
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        serde_json::Value::Number(n) => {
-            if let Some(x) = n.as_f64().filter(|x| x.is_finite()) {
-                out.insert(prefix.to_owned(), x);
-            }
-        }
-        _ => {}
+        Err(e) => Err(crate::exit::chain_text(&e)),
     }
 }
 
 impl Scorer for ModelFile {
     fn describe(&self) -> ModelDescription {
         let meta = self.meta();
-        let mut metrics = BTreeMap::new();
-        if let Ok(v) = serde_json::to_value(&meta.metrics) {
-            flatten("", &v, &mut metrics);
-        }
+        let metrics = meta.flat_metrics();
         ModelDescription {
             name: format!("readmission-{}", meta.algorithm),
             version: meta.model_id.clone(),
