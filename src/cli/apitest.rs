@@ -9,13 +9,14 @@ use crate::cli::{Context, env};
 use crate::exit::Exit;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["base_url", "k8s_service"])))]
 pub struct ApiTestArgs {
     /// The service's base URL, reachable from here (e.g. http://127.0.0.1:8000).
-    #[arg(long, env = env::BASE_URL, required_unless_present = "k8s_service")]
+    #[arg(long, env = env::BASE_URL)]
     pub base_url: Option<String>,
     /// Test a Kubernetes Service instead of a URL: reached through the API server's port-forward
     /// (works from any runner with a kubeconfig; no NodePort, ClusterIP routing or proxy).
-    #[arg(long, env = env::K8S_SERVICE, conflicts_with = "base_url")]
+    #[arg(long, env = env::K8S_SERVICE)]
     pub k8s_service: Option<String>,
     /// How to reach --k8s-service.
     #[arg(long, value_enum, default_value_t = K8sMode::PortForward, requires = "k8s_service")]
