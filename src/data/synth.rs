@@ -440,8 +440,8 @@ fn identity(k: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Average ranks (ties share their mean rank).
-fn ranks(x: &[f64]) -> Vec<f64> {
+/// Average ranks (ties share their mean rank), 1-based: with [`pearson`], Spearman's rho.
+pub fn ranks(x: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
     idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
     let mut r = vec![0.0; x.len()];
@@ -459,7 +459,8 @@ fn ranks(x: &[f64]) -> Vec<f64> {
     r
 }
 
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
+/// Pearson correlation of two equally long samples.
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
     let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);

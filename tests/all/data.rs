@@ -318,47 +318,7 @@ fn profile_reports_balance_missing_rates_and_summaries() {
     assert!(out.contains("positive rate: any 0.4609"), "{out}");
 }
 
-/// Average ranks (ties share their mean rank).
-fn ranks(x: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
-    let mut r = vec![0.0; x.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
-            j += 1;
-        }
-        for &k in &idx[i..=j] {
-            r[k] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    r
-}
-
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
-}
-
-/// ROC AUC by the rank-sum formula.
-fn auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let r = ranks(scores);
-    let pos = labels.iter().filter(|&&l| l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    let sum: f64 = r
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
-}
+use health_predict::data::synth::{pearson, ranks};
 
 fn numeric_columns(t: &Table) -> Vec<Vec<f64>> {
     use health_predict::data::schema::AGE_BRACKETS;
@@ -486,7 +446,7 @@ fn synthetic_data_matches_the_real_file() {
         .filter_map(|&i| Some((synth::label_probability(&real, i)?, labels[i]?)))
         .unzip();
     assert!(scores.len() as f64 > 0.99 * k.len() as f64);
-    let a = auc(&scores, &ys);
+    let a = health_predict::model::metrics::roc_auc(&ys, &scores);
     eprintln!("fidelity: generator label model AUC on real rows {a:.4}");
     assert!(a > 0.66, "{a}");
 
