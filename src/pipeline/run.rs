@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -145,10 +145,9 @@ struct State {
     registry: Box<dyn Registry>,
     production_version: Option<u64>,
     production: Option<Arc<ModelFile>>,
-    initial: Option<Arc<Table>>,
+    /// The production model file's SHA-256, as the registry verified it on fetch.
+    production_sha256: Option<String>,
     batch: Option<Arc<Table>>,
-    training: Option<Arc<Table>>,
-    holdout: Option<Arc<Table>>,
     candidate: Option<Arc<ModelFile>>,
     candidate_bytes: Option<Vec<u8>>,
     version: Option<u64>,
@@ -174,10 +173,8 @@ pub async fn run(
         registry,
         production_version: None,
         production: None,
-        initial: None,
+        production_sha256: None,
         batch: None,
-        training: None,
-        holdout: None,
         candidate: None,
         candidate_bytes: None,
         version: None,
@@ -329,10 +326,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .context("a worker thread panicked")
 }
 
-fn secs(cfg: &PipelineConfig) -> Duration {
-    cfg.step_timeout
-}
-
 /// The steps proper. `Ok(exit)` when the run ended by design (passed, or drift said no retrain,
 /// or the ledger said already processed); `Err(halt)` when a step stopped it.
 async fn steps(
@@ -342,7 +335,7 @@ async fn steps(
     runner: &mut Runner,
     st: &mut State,
 ) -> Result<Exit, Halt> {
-    let deadline = secs(cfg);
+    let deadline = cfg.step_timeout;
 
     // load: the initial data, the batch, and what the registry holds now.
     let loaded = runner
@@ -358,8 +351,8 @@ async fn steps(
             let production_version = st.registry.alias(PRODUCTION).await?;
             let production = match production_version {
                 Some(v) => {
-                    let (bytes, _) = st.registry.fetch(v).await?;
-                    Some(Arc::new(ModelFile::from_bytes(&bytes)?))
+                    let (bytes, record) = st.registry.fetch(v).await?;
+                    Some((Arc::new(ModelFile::from_bytes(&bytes)?), record.sha256))
                 }
                 None => None,
             };
@@ -392,8 +385,9 @@ async fn steps(
     }
     st.production_version = production_version;
     st.report.production_before = production_version;
+    let (production, production_sha256) = production.unzip();
     st.production = production;
-    st.initial = Some(Arc::clone(&initial));
+    st.production_sha256 = production_sha256;
     st.batch = batch.clone();
 
     // Inputs already processed with these settings: report the earlier outcome, change nothing.
@@ -512,8 +506,6 @@ async fn steps(
         .expect("dataset passes or halts");
     st.report.inputs.training_rows = Some(training.len());
     st.report.inputs.holdout_rows = Some(holdout.len());
-    st.training = Some(Arc::clone(&training));
-    st.holdout = Some(Arc::clone(&holdout));
 
     // train: search, early stopping, the model file.
     let candidate = runner
@@ -573,7 +565,7 @@ async fn steps(
                 })
                 .await??;
                 let doc = serde_json::json!({
-                    "holdout_rows": holdout_rows(&c),
+                    "holdout_rows": c.metrics.rows,
                     "candidate": c.metrics,
                     "production": p.as_ref().map(|p| &p.metrics),
                 });
@@ -612,9 +604,7 @@ async fn steps(
             let holdout = Arc::clone(&holdout);
             let dir = opts.run_dir.clone();
             let cand_sha = registry::sha256_hex(st.candidate_bytes.as_deref().unwrap_or_default());
-            let prod_sha = production
-                .as_ref()
-                .map(|p| registry::sha256_hex(&p.to_bytes()));
+            let prod_sha = st.production_sha256.clone();
             async move {
                 let report = blocking(move || {
                     let prod_source = production_version
@@ -733,45 +723,44 @@ async fn steps(
         .await?;
 
     // api-test: serve the candidate on an ephemeral loopback port and run the contract suite.
+    // The counts are kept whether the suite passed or not.
     let junit = opts.run_dir.join("junit.xml");
+    let mut counts = None;
     let tests = runner
-        .step("api-test", deadline, {
-            let candidate = Arc::clone(&candidate);
-            let budget = cfg.latency_budget_ms;
-            let version = version.to_string();
-            async move {
-                let report = local_deploy::api_test(candidate, &version, budget, &junit).await?;
-                let counts = TestCounts {
-                    passed: report.passed,
-                    failed: report.failed,
-                    skipped: 0,
-                };
-                let detail = format!(
-                    "{} passed, {} failed against {} (JUnit: {})",
-                    report.passed,
-                    report.failed,
-                    report.base_url,
-                    junit.display()
-                );
-                if report.exit() == Exit::Success {
-                    Ok(Done::Passed(counts, detail))
-                } else {
-                    let failed: Vec<_> = report
-                        .checks
-                        .iter()
-                        .filter(|c| !c.passed)
-                        .map(|c| format!("{}: {}", c.name, c.message))
-                        .collect();
-                    Ok(Done::Failed(format!("{detail}; {}", failed.join("; "))))
-                }
+        .step("api-test", deadline, async {
+            let report = local_deploy::api_test(
+                Arc::clone(&candidate),
+                &version.to_string(),
+                cfg.latency_budget_ms,
+                &junit,
+            )
+            .await?;
+            counts = Some(TestCounts {
+                passed: report.passed,
+                failed: report.failed,
+                skipped: 0,
+            });
+            let detail = format!(
+                "{} passed, {} failed against {} (JUnit: {})",
+                report.passed,
+                report.failed,
+                report.base_url,
+                junit.display()
+            );
+            if report.exit() == Exit::Success {
+                Ok(Done::Passed((), detail))
+            } else {
+                let failed: Vec<_> = report
+                    .checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| format!("{}: {}", c.name, c.message))
+                    .collect();
+                Ok(Done::Failed(format!("{detail}; {}", failed.join("; "))))
             }
         })
         .await;
-    if let Ok(Some(counts)) = &tests {
-        st.report.tests = Some(counts.clone());
-    } else if let Ok(text) = std::fs::read_to_string(opts.run_dir.join("junit.xml")) {
-        st.report.tests = Some(junit_counts(&text));
-    }
+    st.report.tests = counts;
     tests?;
 
     // deploy + verify: only a verified deployment may be promoted.
@@ -845,21 +834,6 @@ fn errored(step: &str, e: &anyhow::Error) -> Halt {
     Halt::Errored {
         step: step.into(),
         exit: crate::exit::diagnose(e).0,
-    }
-}
-
-fn holdout_rows(e: &crate::model::Evaluation) -> usize {
-    e.metrics.rows
-}
-
-/// Counts testcases in a JUnit document (used when the suite itself did not finish).
-fn junit_counts(xml: &str) -> TestCounts {
-    let total = xml.matches("<testcase").count();
-    let failed = xml.matches("<failure").count() + xml.matches("<error").count();
-    TestCounts {
-        passed: total.saturating_sub(failed),
-        failed,
-        skipped: xml.matches("<skipped").count(),
     }
 }
 
@@ -1107,12 +1081,5 @@ mod tests {
             }),
             Exit::InvalidInput
         );
-    }
-
-    #[test]
-    fn junit_counts_read_failures() {
-        let xml = r#"<testsuite><testcase name="a"/><testcase name="b"><failure/></testcase></testsuite>"#;
-        let c = junit_counts(xml);
-        assert_eq!((c.passed, c.failed), (1, 1));
     }
 }
