@@ -17,7 +17,7 @@ use crate::kube::deploy::{
 use crate::kube::forward::KubeForwarder;
 use crate::kube::manifests;
 use crate::kube::verify::{self, VerifyReport, VerifyRequest};
-use crate::output::{Format, Render, emit};
+use crate::output::{Render, emit};
 
 /// Which Deployment.
 #[derive(Debug, Clone, clap::Args)]
@@ -92,12 +92,12 @@ fn default_change_cause(image: &str) -> String {
     }
 }
 
-fn print_details(format: Format, report: Option<&VerifyReport>) {
+/// Events and logs of a rollout: diagnostics, not data, so on stderr with the group markers
+/// whatever the output format.
+fn print_details(report: Option<&VerifyReport>) {
     let Some(report) = report else {
         return;
     };
-    // Diagnostics, not data: on stderr with the group markers, whatever the output format.
-    let _ = format;
     let failure = report.failure.as_ref();
     if report.events.is_empty() && failure.is_none_or(|f| f.logs.is_empty()) {
         return;
@@ -239,7 +239,7 @@ pub async fn deploy(args: DeployArgs, ctx: &Context) -> anyhow::Result<Exit> {
         client: client.clone(),
     };
     let report = deploy::deploy_verified(&client, &plan, Some(&forwarder)).await?;
-    print_details(ctx.output, report.verify.as_ref());
+    print_details(report.verify.as_ref());
     if let Some(v) = &report.verify {
         annotate(v);
     }
@@ -275,7 +275,7 @@ pub async fn verify(args: VerifyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         client: client.clone(),
     };
     let report = verify::verify(&client, &req, Some(&forwarder)).await?;
-    print_details(ctx.output, Some(&report));
+    print_details(Some(&report));
     annotate(&report);
     emit(ctx.output, &report)?;
     Ok(if report.passed {
@@ -348,7 +348,7 @@ pub async fn rollback(args: RollbackArgs, ctx: &Context) -> anyhow::Result<Exit>
         };
         Some(verify::verify(&client, &req, Some(&forwarder)).await?)
     };
-    print_details(ctx.output, verify.as_ref());
+    print_details(verify.as_ref());
     if let Some(v) = &verify {
         annotate(v);
     }
