@@ -287,6 +287,7 @@ impl LocalRegistry {
             .tempdir_in(&versions)
             .map_err(self.io(&versions))?;
         write_synced(&tmp.path().join(MODEL), model).map_err(self.io(tmp.path()))?;
+        failpoint_pause();
         let mut json = serde_json::to_vec_pretty(&StoredRecord {
             format: FORMAT,
             record: record.clone(),
@@ -376,6 +377,18 @@ pub(crate) fn verify(bytes: &[u8], record: &VersionRecord) -> Result<(), String>
         ));
     }
     Ok(())
+}
+
+/// Fault injection for the kill tests: with `HEALTH_PREDICT_FAILPOINT_REGISTRY_PAUSE_MS` set, a
+/// writer pauses between the model file and the record of a half-written version, so a SIGKILL
+/// reliably lands mid-write however fast the machine is. Unset (always, outside tests): nothing.
+fn failpoint_pause() {
+    if let Some(ms) = std::env::var(crate::cli::env::FAILPOINT_REGISTRY_PAUSE_MS)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -164,7 +164,13 @@ fn writers_killed_at_random_points_leave_a_consistent_registry() {
                 "production".into(),
             ],
         };
-        let mut child = bin()
+        let mut cmd = bin();
+        if args[1] == "register" {
+            // Half-written versions must be seen, not just hoped for: the writer pauses
+            // between the model file and the record, and the kill lands at a random time.
+            cmd.env("HEALTH_PREDICT_FAILPOINT_REGISTRY_PAUSE_MS", "150");
+        }
+        let mut child = cmd
             .args(&args)
             .args(["--registry", reg, "-q"])
             .stdout(Stdio::null())
