@@ -827,6 +827,8 @@ mod action {
                     self.steps.get(*id).map(|s| s.0.clone()).unwrap_or_default()
                 }
                 ["github", "token"] => "ghs_from_context".into(),
+                // A local `./action` has no ref or repository.
+                ["github", "action_ref" | "action_repository"] => String::new(),
                 _ => panic!("unsupported context {path}"),
             }
         }
