@@ -768,3 +768,61 @@ fn the_build_cache_is_saved_right_after_install_even_if_the_run_fails() {
     );
     assert_eq!(restore["with"]["key"], save["with"]["key"]);
 }
+
+/// `cargo binstall` expands these templates (`{ name }`, `{ version }`, `{ target }`, `{ repo }`,
+/// `{ archive-suffix }`, `{ bin }`, `{ binary-ext }`): they must name the archives the release
+/// workflow publishes and the binary's path inside them.
+#[test]
+fn binstall_metadata_points_at_the_published_archives() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
+    let package = manifest["package"].as_table().unwrap();
+    let repo = package["repository"].as_str().unwrap();
+    assert!(
+        package["rust-version"].as_str().is_some(),
+        "rust-version declared"
+    );
+    let binstall = package["metadata"]["binstall"].as_table().unwrap();
+    assert_eq!(binstall["pkg-fmt"].as_str(), Some("tgz"));
+    let expand = |template: &str, target: &str| {
+        template
+            .replace("{ name }", env!("CARGO_PKG_NAME"))
+            .replace("{ version }", env!("CARGO_PKG_VERSION"))
+            .replace("{ target }", target)
+            .replace("{ repo }", repo)
+            .replace("{ archive-suffix }", ".tar.gz")
+            .replace("{ bin }", "health-predict")
+            .replace("{ binary-ext }", "")
+    };
+    for (host, archive_target) in [
+        (X64, X64),
+        (ARM64, ARM64),
+        ("x86_64-unknown-linux-gnu", X64),
+        ("aarch64-unknown-linux-gnu", ARM64),
+    ] {
+        let table = binstall
+            .get("overrides")
+            .and_then(|o| o.get(host))
+            .and_then(|o| o.as_table())
+            .unwrap_or(binstall);
+        let url = expand(table["pkg-url"].as_str().unwrap(), host);
+        assert_eq!(
+            url,
+            format!(
+                "{repo}/releases/download/{VERSION}/{}",
+                asset(archive_target)
+            ),
+            "{host}"
+        );
+        let bin_dir = expand(table["bin-dir"].as_str().unwrap(), host);
+        assert_eq!(
+            bin_dir,
+            format!("health-predict-{VERSION}-{archive_target}/health-predict"),
+            "{host}"
+        );
+        assert!(
+            !bin_dir.contains('{') && !url.contains('{'),
+            "{url} {bin_dir}"
+        );
+    }
+}
