@@ -75,8 +75,9 @@ case "$mode" in
     [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
       fail 2 "version must be auto, build or a release tag like v1.2.3, got '$version'"
     sha256="${HP_SHA256:-}"
+    sha256="${sha256,,}"
     [[ -z "$sha256" || "$sha256" =~ ^[0-9a-f]{64}$ ]] ||
-      fail 2 "sha256 must be 64 lowercase hex digits (the archive's SHA-256 from the release's SHA256SUMS), got '$sha256'"
+      fail 2 "sha256 must be 64 hex digits (the archive's SHA-256 from the release's SHA256SUMS), got '$sha256'"
     [[ "${RUNNER_OS:-Linux}" == "Linux" ]] ||
       fail 2 "prebuilt binaries are Linux only; this runner is ${RUNNER_OS}: set version: build to compile from source"
     case "${RUNNER_ARCH:-X64}" in
