@@ -341,7 +341,7 @@ fn a_good_release_installs_verified_against_sha256sums() {
         output(&run.outputs, "path").as_deref(),
         Some(installed.to_str().unwrap())
     );
-    let (code, version, _) = support::run(&mut Command::new(&installed).arg("--version"));
+    let (code, version, _) = support::run(Command::new(&installed).arg("--version"));
     assert_eq!(code, 0);
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
     assert_eq!(
