@@ -11,6 +11,7 @@
 
 pub mod features;
 mod file;
+mod gbdt;
 pub mod logistic;
 pub mod metrics;
 mod search;
