@@ -324,10 +324,6 @@ impl Trial {
         let mut scratch: Vec<u32> = vec![0; n];
         while !self.stopped && self.trees.len() < budget {
             let i = self.trees.len();
-            for ((gh, &raw), &y) in self.grad.iter_mut().zip(&self.train_raw).zip(&data.train_y) {
-                let p = sigmoid(raw);
-                *gh = [p - y, (p * (1.0 - p)).max(1e-16)];
-            }
             index.clear();
             excluded.clear();
             if self.params.subsample < 1.0 {
@@ -340,6 +336,12 @@ impl Trial {
                 }
             } else {
                 index.extend(0..n as u32);
+            }
+            // Gradients of the sampled rows only: the others take no part in this tree.
+            for &r in &index {
+                let r = r as usize;
+                let p = sigmoid(self.train_raw[r]);
+                self.grad[r] = [p - data.train_y[r], (p * (1.0 - p)).max(1e-16)];
             }
             let features = self.sample_features(data.cols);
             let (nodes, leaves) = self.grow(data, &mut index, &mut scratch, &features, parallel);
