@@ -7,16 +7,23 @@
 #
 # DATA defaults to ../shared/data/diabetic_data.csv.gz beside the checkout. Environment:
 #   HEALTH_PREDICT_BIN  the binary to measure (default: target/release/health-predict, built if absent)
-#   BENCH_VENV          where the Python venv lives (default: $CARGO_TARGET_DIR or target, /bench-venv)
+#   BASELINE_BIN        optional second build to time beside it (e.g. the previous release), same rows
+#   BENCH_VENV          where the Python venv lives (default: benches/.venv, git-ignored)
 #   BENCH_THREADS       thread counts to measure (default: "1 2")
 #   BENCH_SEED          split and learner seed (default: 42)
+#   BENCH_SEARCH        "0" skips the `--trials 20` vs `--trials 1` search timing (default: run it)
+#
+# Every timing is printed with the load average at that moment: on a shared machine the numbers
+# are only comparable within one run.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 data="${1:-$root/../shared/data/diabetic_data.csv.gz}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 bin="${HEALTH_PREDICT_BIN:-$target_dir/release/health-predict}"
-venv="${BENCH_VENV:-$target_dir/bench-venv}"
+venv="${BENCH_VENV:-$root/benches/.venv}"
+baseline="${BASELINE_BIN:-}"
+search="${BENCH_SEARCH:-1}"
 threads="${BENCH_THREADS:-1 2}"
 seed="${BENCH_SEED:-42}"
 
@@ -42,13 +49,8 @@ trap 'rm -rf "$work"' EXIT
 "$bin" --quiet --output json train --data "$data" --seed "$seed" \
   --export-features "$work/features" > "$work/export.json"
 
-for t in $threads; do
-  "$bin" --quiet --output json train --data "$data" --seed "$seed" --trials 1 --threads "$t" \
-    --out "$work/model-$t.hpm" > "$work/ours-$t.json"
-done
-
-"$venv/bin/python" - "$work" "$threads" "$seed" <<'PY'
-import json, sys, time
+"$venv/bin/python" - "$work" "$threads" "$seed" "$bin" "$data" "$baseline" "$search" <<'PY'
+import json, os, subprocess, sys, time
 
 import lightgbm as lgb
 import pandas as pd
@@ -56,12 +58,24 @@ import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
 work, threads, seed = sys.argv[1], [int(t) for t in sys.argv[2].split()], int(sys.argv[3])
+binary, data, baseline, search = sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7] != "0"
 export = json.load(open(f"{work}/export.json"))
 p = export["default_params"]
 split = {n: pd.read_csv(f"{work}/features/{n}.csv") for n in ("train", "validation", "test")}
 X = {n: d.drop(columns="label") for n, d in split.items()}
 y = {n: d["label"] for n, d in split.items()}
 assert list(X["train"].columns) == export["features"], "feature order differs"
+
+def load():
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+def train(b, t, trials, name):
+    """One whole `train` command; returns its JSON and the command's wall time."""
+    start = time.perf_counter()
+    out = subprocess.run([b, "--quiet", "--output", "json", "train", "--data", data, "--seed",
+                          str(seed), "--trials", str(trials), "--threads", str(t), "--out",
+                          f"{work}/{name}-{t}-{trials}.hpm"], check=True, capture_output=True)
+    return json.loads(out.stdout), time.perf_counter() - start
 
 # The same budget and stopping rule as this project's first trial: up to 1000 trees, early stopping
 # after 40 rounds without a better validation log loss; each library's own defaults otherwise, with
@@ -95,22 +109,39 @@ def run_xgboost(t):
     pred = m.predict(xgb.DMatrix(X["test"]), iteration_range=(0, m.best_iteration + 1))
     return roc_auc_score(y["test"], pred), secs, m.best_iteration + 1
 
+def ours(b, t, name):
+    o, _ = train(b, t, 1, name)
+    return o["metrics"]["test"]["roc_auc"], o["search_seconds"], o["params"]["trees"]
+
 print(f"split: {export['train_rows']} train / {export['validation_rows']} validation / "
       f"{export['test_rows']} test rows, {len(export['features'])} features, seed {seed}")
-print(f"{'threads':>7}  {'library':<16} {'test AUC':>9} {'train s':>8} {'trees':>6}  "
-      f"{'AUC - LightGBM':>14} {'time / LightGBM':>15}")
+print(f"{'threads':>7}  {'library':<22} {'test AUC':>9} {'fit s':>7} {'trees':>6}  "
+      f"{'AUC - LightGBM':>14} {'time / LightGBM':>15}  load")
 for t in threads:
-    ours = json.load(open(f"{work}/ours-{t}.json"))
-    rows = [
-        ("health-predict", ours["metrics"]["test"]["roc_auc"], ours["search_seconds"],
-         ours["params"]["trees"]),
-        ("xgboost " + xgb.__version__, *run_xgboost(t)),
-        ("lightgbm " + lgb.__version__, *run_lightgbm(t)),
-    ]
-    lg_auc, lg_secs = rows[2][1], rows[2][2]
-    for name, auc, secs, trees in rows:
-        print(f"{t:>7}  {name:<16} {auc:9.4f} {secs:8.2f} {trees:6d}  "
-              f"{auc - lg_auc:+14.4f} {secs / lg_secs:14.2f}x")
-    print(f"{'':>7}  (health-predict whole command incl. loading, encoding and the logistic "
-          f"baseline: {ours['train_seconds']:.2f} s)")
+    rows = [("health-predict", *ours(binary, t, "ours"), load())]
+    if baseline:
+        rows.append(("baseline build", *ours(baseline, t, "base"), load()))
+    rows.append(("xgboost " + xgb.__version__, *run_xgboost(t), load()))
+    rows.append(("lightgbm " + lgb.__version__, *run_lightgbm(t), load()))
+    lg_auc, lg_secs = rows[-1][1], rows[-1][2]
+    for name, auc, secs, trees, ld in rows:
+        print(f"{t:>7}  {name:<22} {auc:9.4f} {secs:7.2f} {trees:6d}  "
+              f"{auc - lg_auc:+14.4f} {secs / lg_secs:14.2f}x  {ld}", flush=True)
+
+if search:
+    print()
+    print("search: whole `train` commands (load, encode, baseline, search, metrics, write), "
+          "the same binary back to back")
+    for t in threads:
+        for name, b in [("health-predict", binary)] + ([("baseline build", baseline)] if baseline else []):
+            one, one_wall = train(b, t, 1, name + "-s")
+            ld1 = load()
+            many, many_wall = train(b, t, 20, name + "-s")
+            ld20 = load()
+            print(f"{t:>7}  {name:<22} trials 1: {one_wall:6.2f} s (search {one['search_seconds']:.2f} s, "
+                  f"test AUC {one['metrics']['test']['roc_auc']:.4f}; {ld1})")
+            print(f"{'':>7}  {'':<22} trials 20: {many_wall:6.2f} s (search {many['search_seconds']:.2f} s, "
+                  f"test AUC {many['metrics']['test']['roc_auc']:.4f}; {ld20})")
+            print(f"{'':>7}  {'':<22} ratio 20/1: whole command {many_wall / one_wall:.2f}x, "
+                  f"search {many['search_seconds'] / one['search_seconds']:.2f}x", flush=True)
 PY

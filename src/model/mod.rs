@@ -1,5 +1,6 @@
-//! Features, training (gradient-boosted trees with forust-ml, a logistic-regression baseline),
-//! hyperparameter search, metrics and the model file.
+//! Features, training (gradient-boosted trees from our own histogram learner, stored and
+//! predicted as forust-ml trees; a logistic-regression baseline), hyperparameter search, metrics
+//! and the model file.
 //!
 //! A [`ModelFile`] is self-describing: the fitted preprocessing definition
 //! ([`features::FeatureSpec`]), the learner, the threshold, the parameters, the metrics, a
@@ -11,6 +12,7 @@
 
 pub mod features;
 mod file;
+mod gbdt;
 pub mod logistic;
 pub mod metrics;
 mod search;
@@ -66,8 +68,6 @@ pub enum ModelError {
     Malformed { source_name: String, why: String },
     #[error("cannot train: {0}")]
     Data(String),
-    #[error("training failed")]
-    Learner(#[source] forust_ml::errors::ForustError),
     #[error("cannot write exported features to {path}")]
     Export {
         path: String,
@@ -79,9 +79,7 @@ pub enum ModelError {
 impl Diagnose for ModelError {
     fn exit(&self) -> Exit {
         match self {
-            ModelError::Write { .. } | ModelError::Export { .. } | ModelError::Learner(_) => {
-                Exit::Failure
-            }
+            ModelError::Write { .. } | ModelError::Export { .. } => Exit::Failure,
             _ => Exit::InvalidInput,
         }
     }
@@ -103,7 +101,6 @@ impl Diagnose for ModelError {
             ModelError::Data(_) => {
                 "train needs labelled rows with `patient_nbr` and both outcomes; check --data and --target".into()
             }
-            ModelError::Learner(_) => return None,
         })
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::features::FeatureSpec;
+use super::gbdt::Binned;
 use super::logistic::{Logistic, sigmoid};
 use super::metrics::{Metrics, SplitMetrics, ThresholdRule, choose_threshold};
 pub use super::search::TrialReport;
@@ -21,7 +22,8 @@ use crate::data::{Table, Target, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
-    /// Gradient-boosted trees (forust-ml) with hyperparameter search.
+    /// Gradient-boosted trees (this crate's histogram learner, stored as forust-ml trees) with
+    /// hyperparameter search.
     #[default]
     Gbt,
     /// The logistic-regression baseline alone.
@@ -314,15 +316,10 @@ pub fn train(
         Algorithm::Gbt => {
             let train_y = as_f64(&splits.train.1);
             let valid_y = as_f64(&splits.valid.1);
+            let binned = Binned::new(&enc.train, &train_y, &enc.valid, &valid_y, cols);
             let data = SearchData {
-                train: &enc.train,
-                train_rows: n_train,
-                train_y: &train_y,
-                valid: &enc.valid,
-                valid_rows: n_valid,
-                valid_y: &valid_y,
+                binned: &binned,
                 valid_labels: &splits.valid.1,
-                cols,
             };
             let on_trial = |report: &TrialReport, done: usize, total: usize| {
                 progress(Progress::Trial {

@@ -105,6 +105,17 @@ fn model_meta_is_complete_and_training_is_deterministic() {
     assert_eq!(again.model.meta().model_id, meta.model_id);
     assert_eq!(again.model.meta().metrics, meta.metrics);
     assert_eq!(again.model.meta().schema_hash, meta.schema_hash);
+    // Same seed at one thread (the default uses every core): still the same bytes.
+    let mut one = TrainRequest::new(table);
+    one.trials = 3;
+    one.seed = 7;
+    one.threads = Some(1);
+    let one = train(&one, &|_| {}).expect("training succeeds");
+    assert_eq!(
+        one.model.meta().model_id,
+        meta.model_id,
+        "the thread count changed the model"
+    );
     let other = quick(table, 8);
     assert_ne!(other.model.meta().model_id, meta.model_id);
     assert_eq!(
@@ -374,4 +385,41 @@ fn synthetic_training_data_transfers_to_real_rows() {
         "synthetic-trained model is not predictive: {on_synth}"
     );
     assert!(on_real - on_synth < 0.04, "gap {:.4}", on_real - on_synth);
+}
+
+/// A model file written by the build that trained with forust-ml itself (commit 94fa4a1:
+/// `data synth --rows 1500 --seed 5`, then `train --trials 1 --seed 5 --threads 1`). Files in
+/// registries from earlier runs must keep loading and predicting exactly as they did.
+#[test]
+fn model_files_from_the_forust_trained_build_still_load_and_predict_the_same() {
+    use std::io::Read;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model/forust-trained-v1.hpm.gz");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    let m = ModelFile::from_bytes(&bytes).expect("an older model file loads");
+    assert_eq!(m.meta().model_id, "cde183f9bd23");
+    let t = health_predict::data::synth::generate(1500, 5);
+    let p = m.predict_table(&t);
+    // `predict` with that build printed these probabilities for rows 1, 500, 1000 and 1500.
+    for (row, expected) in [
+        (0, 0.442800361388608),
+        (499, 0.7051634912936332),
+        (999, 0.5280501435331801),
+        (1499, 0.5411753135837668),
+    ] {
+        assert!(
+            (p[row] - expected).abs() < 1e-12,
+            "row {row}: {} vs {expected}",
+            p[row]
+        );
+    }
+    assert_eq!(m.explain(&t.row(0), 3).len(), 3);
+    assert_eq!(
+        m.to_bytes(),
+        bytes,
+        "re-encoding an older file gives its bytes back"
+    );
 }
