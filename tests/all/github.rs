@@ -118,29 +118,10 @@ fn junit_with_failures(dir: &Path, failures: usize, passes: usize) -> PathBuf {
     p
 }
 
+/// A run directory from the real pipeline (batch 3 of the shared simulation: drift, a gate
+/// against production, API tests), copied so a test may add files to it.
 fn run_dir(dir: &Path) -> PathBuf {
-    let rd = dir.join("run");
-    std::fs::create_dir_all(rd.join("drift")).unwrap();
-    std::fs::write(
-        rd.join("run.json"),
-        json!({
-            "run_id": "20261123-1", "status": "succeeded", "exit_code": 0, "decision": "promote",
-            "model": {"version": 3, "model_id": "sha256:ab12"},
-            "drift": {"share": 0.273, "drifted_columns": 12, "retrain": true},
-            "tests": {"passed": 5, "failed": 0, "skipped": 0},
-            "image": "registry.local/health-predict:3",
-            "steps": [{"name": "train", "status": "ok", "started": "2026-11-23T10:00:00Z", "seconds": 4.2, "detail": ""}]
-        })
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        rd.join("gate.json"),
-        json!({"decision": "promote", "candidate": {"auc": 0.69}, "production": {"auc": 0.68}})
-            .to_string(),
-    )
-    .unwrap();
-    rd
+    support::runs::copy_run("batch_3", dir)
 }
 
 fn pr_event(dir: &Path, number: u64, fork: bool) -> PathBuf {
@@ -405,9 +386,12 @@ async fn pr_comment_is_created_once_and_updated_on_the_second_run() {
     let body: Value = serde_json::from_slice(&created[0].body).unwrap();
     let text = body["body"].as_str().unwrap();
     assert!(text.starts_with("<!-- health-predict:report check=\"health-predict\" -->\n"));
-    assert!(text.contains("decision promote"), "{text}");
-    assert!(text.contains("| auc | 0.69 | 0.68 | +0.01 |"), "{text}");
-    insta::assert_snapshot!("pr_comment_body", text);
+    assert!(
+        text.contains("health-predict: passed · decision DEPLOY · model 3"),
+        "{text}"
+    );
+    assert!(text.contains("| ROC AUC |"), "{text}");
+    assert!(text.contains("```mermaid\nxychart-beta"), "{text}");
     // The check run goes on the PR's head commit, not the merge commit.
     let check = requests_to(&reqs, "POST", "/check-runs");
     let cbody: Value = serde_json::from_slice(&check[0].body).unwrap();
@@ -525,7 +509,7 @@ async fn fork_pull_request_with_read_only_token_degrades_to_summary_and_annotati
 
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(
-        summary.contains("## health-predict: decision promote"),
+        summary.contains("## health-predict: passed · decision DEPLOY"),
         "{summary}"
     );
     assert!(summary.contains("12 failed"), "{summary}");
