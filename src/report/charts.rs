@@ -299,21 +299,12 @@ pub fn interval_strip(delta: f64, lo: f64, hi: f64, min_delta: f64, tolerance: f
     )
 }
 
-/// A short label for a run in a trend: its batch name, else the tail of its id.
+/// A short label for a run in a trend: its batch's name (first word), else `bootstrap`.
 pub fn run_label(r: &HistoryRecord) -> String {
     if let Some(b) = &r.run.inputs.batch {
         return b.split_whitespace().next().unwrap_or(b).to_owned();
     }
-    let id = &r.run.run_id;
-    let tail: String = id
-        .chars()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    tail
+    "bootstrap".into()
 }
 
 /// The drift share and the AUCs over the last [`TREND_RUNS`] runs (oldest first).

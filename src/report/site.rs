@@ -93,6 +93,14 @@ fn class_of(decision: Option<&str>, status: &str) -> &'static str {
     }
 }
 
+/// An RFC 3339 time as `2026-12-04 16:58:08 UTC` (as recorded when it does not parse).
+fn when(rfc3339: &str) -> String {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
 fn opt_num(v: Option<f64>, digits: usize) -> String {
     v.map(|v| number(v, digits)).unwrap_or_else(|| "—".into())
 }
@@ -169,7 +177,16 @@ fn index_page(history: &[HistoryRecord], source: &str) -> String {
             &labels,
             &[("drift share", "#0969da", &share)],
             threshold,
-            Some((0.0, 1.0)),
+            Some((
+                0.0,
+                share
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .chain(threshold)
+                    .fold(0.05f64, f64::max)
+                    * 1.25
+            )),
         )
     ));
     let cand: Vec<Option<f64>> = history
@@ -201,7 +218,7 @@ fn index_page(history: &[HistoryRecord], source: &str) -> String {
             b,
             "<tr><td class=\"n\">{}</td><td>{}</td><td><a href=\"runs/{}\">{}</a></td><td>{}</td><td class=\"n\">{}</td><td class=\"{}\">{}</td><td>{} (exit {})</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             i + 1,
-            esc(&run.started),
+            esc(&when(&run.started)),
             esc(&page_name(i, r)),
             esc(&run.run_id),
             esc(run.inputs.batch.as_deref().unwrap_or("— (bootstrap)")),
@@ -243,7 +260,7 @@ fn run_page(i: usize, r: &HistoryRecord, prev: Option<&str>, next: Option<&str>)
         class_of(run.decision.as_deref(), &run.status),
         esc(run.decision.as_deref().unwrap_or("no decision")),
         esc(&run.run_id),
-        esc(&run.started),
+        esc(&when(&run.started)),
         run.seconds
     );
     b.push_str("<table><tbody>");
@@ -405,7 +422,7 @@ pub mod svg {
         y_range: Option<(f64, f64)>,
     ) -> String {
         let h = 260.0;
-        let (l, r, t, btm) = (48.0, 12.0, 28.0, 56.0);
+        let (l, r, t, btm) = (48.0, 70.0, 28.0, 64.0);
         let values = series
             .iter()
             .flat_map(|s| s.2.iter().flatten().copied())

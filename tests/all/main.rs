@@ -20,4 +20,5 @@ mod kube;
 mod model;
 mod pipeline;
 mod registry;
+mod report;
 mod serve;
