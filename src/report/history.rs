@@ -139,3 +139,77 @@ pub fn load(dir: &Path) -> Result<Vec<HistoryRecord>, HistoryError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contracts::{InputsSummary, RunReport};
+
+    fn record(id: &str) -> HistoryRecord {
+        HistoryRecord {
+            schema: HISTORY_SCHEMA,
+            run: RunReport {
+                run_id: id.into(),
+                status: "passed".into(),
+                exit_code: 0,
+                decision: Some("NO_RETRAIN".into()),
+                model: None,
+                production_before: Some(1),
+                production_after: Some(1),
+                drift: None,
+                tests: None,
+                image: None,
+                holdout_auc: None,
+                run_dir: "r".into(),
+                started: "2026-12-04T17:00:00.5Z".into(),
+                seconds: 1.0,
+                inputs: InputsSummary::default(),
+                config: serde_json::json!({}),
+                steps: Vec::new(),
+                exit: crate::exit::Exit::Success,
+            },
+            drift: None,
+            gate: None,
+            tests: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn appends_never_replace_and_load_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let a = append(d.path(), &record("run/1")).unwrap();
+        let b = append(d.path(), &record("run/1")).unwrap();
+        assert_ne!(a, b, "the second record of the same run gets its own file");
+        let mut later = record("run-2");
+        later.run.started = "2026-12-04T17:00:01Z".into();
+        let c = append(d.path(), &later).unwrap();
+        assert!(
+            c.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with("-run-2.json")
+        );
+        let all = load(d.path()).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].run.run_id, "run/1");
+        assert_eq!(all[2].run.run_id, "run-2", "oldest first");
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with(".json")), "{names:?}");
+        assert!(load(&d.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_newer_layout_is_refused_with_the_file_name() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = record("x");
+        r.schema = HISTORY_SCHEMA + 1;
+        let p = append(d.path(), &r).unwrap();
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(e.contains(&p.display().to_string()), "{e}");
+        assert!(load(d.path()).is_err());
+    }
+}
