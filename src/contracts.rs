@@ -218,6 +218,80 @@ pub struct TestDigest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluationReport {
     pub holdout_rows: usize,
-    pub candidate: crate::model::Metrics,
-    pub production: Option<crate::model::Metrics>,
+    pub candidate: HoldoutMetrics,
+    pub production: Option<HoldoutMetrics>,
+}
+
+/// One model's metrics on the holdout (`model::Metrics` as written; an undefined metric, such as
+/// the AUC of a single-class holdout, is written as `null` and read back as NaN).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutMetrics {
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub roc_auc: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub pr_auc: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub log_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub brier: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub precision: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub recall: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub f1: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub threshold: f64,
+    pub rows: usize,
+    pub positives: usize,
+}
+
+impl From<&crate::model::Metrics> for HoldoutMetrics {
+    fn from(m: &crate::model::Metrics) -> HoldoutMetrics {
+        HoldoutMetrics {
+            roc_auc: m.roc_auc,
+            pr_auc: m.pr_auc,
+            log_loss: m.log_loss,
+            brier: m.brier,
+            precision: m.precision,
+            recall: m.recall,
+            f1: m.f1,
+            threshold: m.threshold,
+            rows: m.rows,
+            positives: m.positives,
+        }
+    }
+}
+
+use crate::drift::f64_or_nan;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_metrics_written_as_null_read_back_as_nan() {
+        let m = HoldoutMetrics {
+            roc_auc: f64::NAN,
+            pr_auc: 0.5,
+            log_loss: f64::INFINITY,
+            brier: 0.2,
+            precision: 0.0,
+            recall: 0.0,
+            f1: 0.0,
+            threshold: 0.5,
+            rows: 10,
+            positives: 0,
+        };
+        let text = serde_json::to_string(&EvaluationReport {
+            holdout_rows: 10,
+            candidate: m,
+            production: None,
+        })
+        .unwrap();
+        assert!(text.contains("\"roc_auc\":null"), "{text}");
+        let back: EvaluationReport = serde_json::from_str(&text).unwrap();
+        assert!(back.candidate.roc_auc.is_nan() && back.candidate.log_loss.is_nan());
+        assert_eq!(back.candidate.pr_auc, 0.5);
+    }
 }

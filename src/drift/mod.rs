@@ -303,12 +303,19 @@ pub enum Summary {
         count: usize,
         missing: usize,
         unique: usize,
+        #[serde(deserialize_with = "f64_or_nan")]
         mean: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         std: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         min: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         p25: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         median: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         p75: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         max: f64,
     },
     Categorical {
@@ -353,8 +360,10 @@ pub struct ColumnResult {
     #[serde(deserialize_with = "known_label")]
     pub score_kind: StaticStr,
     /// The p-value or the distance compared with the threshold.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub score: f64,
     /// The test statistic behind a p-value (KS D, chi-squared, z); the distance itself otherwise.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub statistic: f64,
     /// `score` again, under the name of what it is: exactly one of these two is present.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,6 +401,11 @@ pub struct Decision {
     /// Retrain: drift over the threshold, or forced.
     pub retrain: bool,
     pub reason: String,
+}
+
+/// serde_json writes NaN and infinities as `null`; a reader gets NaN back instead of an error.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A `&'static str` under another name: serde's derive treats a literal `&'static str` field as

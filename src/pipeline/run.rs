@@ -511,8 +511,8 @@ async fn steps(
                 .await??;
                 let doc = crate::contracts::EvaluationReport {
                     holdout_rows: c.metrics.rows,
-                    candidate: c.metrics.clone(),
-                    production: p.as_ref().map(|p| p.metrics.clone()),
+                    candidate: (&c.metrics).into(),
+                    production: p.as_ref().map(|p| (&p.metrics).into()),
                 };
                 crate::fsutil::write_atomic(
                     &dir.join("metrics.json"),

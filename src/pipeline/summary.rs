@@ -11,37 +11,43 @@ use crate::github::summary::{Inputs, RunDir, render};
 /// gate, metrics, JUnit).
 pub fn markdown(r: &RunReport, dir: &Path) -> anyhow::Result<String> {
     let run: crate::contracts::RunReport = serde_json::from_value(serde_json::to_value(r)?)?;
-    let read = |name: &str| -> anyhow::Result<Option<String>> {
-        match std::fs::read_to_string(dir.join(name)) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    };
-    let parse = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
-        read(name)?
-            .map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(Into::into)
-    };
+    // The run's own files, typed. One that does not read back leaves its section out with a
+    // warning: the summary of a run must never be what fails the run.
+    fn typed<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+        let text = match std::fs::read_to_string(dir.join(name)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("summary.md leaves out {name}: {e}");
+                return None;
+            }
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| tracing::warn!("summary.md leaves out {name}: {e}"))
+            .ok()
+    }
+    let history = crate::report::history::load(&crate::report::history::dir(&r.config.state_dir))
+        .unwrap_or_else(|e| {
+            tracing::warn!(
+                "summary.md has no trend charts: {}",
+                crate::exit::chain_text(&e)
+            );
+            Vec::new()
+        });
     let mut rd = RunDir {
         path: dir.to_owned(),
         run,
-        gate: parse("gate.json")?
-            .map(serde_json::from_value)
-            .transpose()?,
-        evaluation: parse("metrics.json")?
-            .map(serde_json::from_value)
-            .transpose()?,
-        drift: parse("drift/drift.json")?
-            .map(serde_json::from_value)
-            .transpose()?,
-        history: crate::report::history::load(&crate::report::history::dir(&r.config.state_dir))?,
+        gate: typed(dir, "gate.json"),
+        evaluation: typed(dir, "metrics.json"),
+        drift: typed(dir, "drift/drift.json"),
+        history,
     };
     rd.add_self_to_history();
     let junit = dir.join("junit.xml");
     let tests = if r.tests.is_some() && junit.is_file() {
-        Some(crate::github::junit::Results::read_all(&[junit])?)
+        crate::github::junit::Results::read_all(&[junit])
+            .map_err(|e| tracing::warn!("summary.md leaves out the JUnit details: {e}"))
+            .ok()
     } else {
         None
     };
