@@ -11,11 +11,21 @@ use std::sync::OnceLock;
 pub fn simulated() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("hp-simulated-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        // Under cargo's scratch directory for integration tests (inside the target dir), replaced
+        // on every test run, so nothing is left in /tmp.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("report-simulation-{}", std::process::id()));
+        if let Ok(rd) = std::fs::read_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with("report-simulation-")
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        std::fs::create_dir_all(&dir).expect("scratch dir");
         let root = dir.join("sim");
         let (code, out, err) = super::run(
             super::bin()
