@@ -8,6 +8,7 @@ pub mod apitest;
 pub mod aws;
 pub mod ci;
 pub mod cli;
+pub mod contracts;
 pub mod data;
 pub mod drift;
 pub mod exit;

@@ -16,6 +16,22 @@ pub enum ReportCommand {
     /// comment updated in place, step outputs and log annotations. Fork pull requests (read-only
     /// token) degrade to the summary and annotations without failing.
     Publish(PublishArgs),
+    /// Write the run history as a static site: index.html lists every run (date, batch, drift
+    /// share, decision, versions, AUC) under trend charts; runs/*.html show one run each.
+    /// Inline SVG, no scripts: open it from an artifact or publish it to GitHub Pages.
+    Html(HtmlArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Report")]
+pub struct HtmlArgs {
+    /// The run history: a pipeline state directory (reads STATE_DIR/history) or the history
+    /// directory itself.
+    #[arg(long, value_name = "DIR", env = env::REPORT_RUNS)]
+    pub runs: PathBuf,
+    /// Directory to write the site into (created; existing pages are replaced).
+    #[arg(long, value_name = "SITE", env = env::REPORT_OUT)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -25,7 +41,15 @@ pub struct PublishArgs {
     /// drift/drift.json and, unless --junit is given, junit.xml).
     #[arg(long, value_name = "DIR", env = env::PUBLISH_RUN_DIR)]
     pub run_dir: Option<PathBuf>,
-    /// JUnit XML files to publish (repeat or comma-separate).
+    /// A downloaded artifact of another workflow run holding its run directory (and optionally
+    /// JUnit files and that run's `event.json`): for a `workflow_run` workflow that publishes
+    /// fork pull requests' results with the base repository's token. Sets --run-dir.
+    #[arg(long, value_name = "DIR", conflicts_with = "run_dir", env = env::PUBLISH_FROM_ARTIFACT)]
+    pub from_artifact: Option<PathBuf>,
+    /// The run history for the trend charts [default: the run's state directory, if present].
+    #[arg(long, value_name = "DIR", env = env::PUBLISH_HISTORY)]
+    pub history: Option<PathBuf>,
+    /// JUnit XML files to publish (repeat or comma-separate; `*`, `?` and `**` globs).
     #[arg(long, value_name = "PATH", num_args = 1.., value_delimiter = ',', env = env::PUBLISH_JUNIT)]
     pub junit: Vec<PathBuf>,
     /// Extra Markdown appended to the report (e.g. RUN_DIR/summary.md).
@@ -82,7 +106,21 @@ impl PublishArgs {
                     Some("use owner/name, e.g. octo-org/health-predict"),
                 )
             })?;
-        let event = EventInfo::load(self.event_name.as_deref(), self.event_path.as_deref())?;
+        let mut event = EventInfo::load(self.event_name.as_deref(), self.event_path.as_deref())?;
+        let mut run_dir = self.run_dir;
+        let mut junit = crate::github::artifact::expand(&self.junit)?;
+        if let Some(dir) = &self.from_artifact {
+            let found = crate::github::artifact::locate(dir)?;
+            if junit.is_empty() {
+                junit = found.junit;
+            }
+            if let Some(ev) = &found.event
+                && event.is_workflow_run()
+            {
+                event.adopt_artifact_event(ev)?;
+            }
+            run_dir = Some(found.run_dir);
+        }
         let details_url = match (&repo, &self.run_id) {
             (Some(repo), Some(run)) if !run.is_empty() => Some(format!(
                 "{}/{repo}/actions/runs/{run}",
@@ -91,8 +129,9 @@ impl PublishArgs {
             _ => None,
         };
         Ok(PublishRequest {
-            run_dir: self.run_dir,
-            junit: self.junit,
+            run_dir,
+            history: self.history,
+            junit,
             summary: self.summary,
             check_name: self.check_name,
             comment: self.comment,
@@ -119,6 +158,40 @@ pub async fn run(command: ReportCommand, ctx: &Context) -> anyhow::Result<Exit> 
                 Some(e) => Err(e.into()),
                 None => Ok(report.exit),
             }
+        }
+        ReportCommand::Html(args) => {
+            let dir = if args.runs.join("history").is_dir() {
+                crate::report::history::dir(&args.runs)
+            } else {
+                args.runs.clone()
+            };
+            if !dir.is_dir() {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--runs {}: no such directory", args.runs.display()),
+                    Some(
+                        "pass the pipeline's --state-dir (default .health-predict) or its history/ directory",
+                    ),
+                ));
+            }
+            let history = crate::report::history::load(&dir).map_err(|e| {
+                let msg = crate::exit::chain_text(&e);
+                fail(
+                    Exit::InvalidInput,
+                    msg,
+                    Some("the history holds one JSON file per run written by `pipeline run`; move the named file away to skip it"),
+                )
+            })?;
+            let site = crate::report::site::write(&history, &args.out, &dir.display().to_string())
+                .map_err(|e| {
+                    fail(
+                        Exit::Failure,
+                        format!("cannot write the site into {}: {e}", args.out.display()),
+                        Some("check that --out is a writable directory"),
+                    )
+                })?;
+            crate::output::emit(ctx.output, &site)?;
+            Ok(Exit::Success)
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod stats;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::Table;
 use crate::data::schema::{COLUMNS, Kind, col};
@@ -29,7 +29,7 @@ pub const DATASET_DRIFT_SHARE: f64 = 0.5;
 pub const DRIFT_SHARE_THRESHOLD: f64 = 0.30;
 
 /// A drift test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Two-sample Kolmogorov–Smirnov p-value (numeric columns); drift when p <= threshold.
@@ -134,7 +134,7 @@ impl std::str::FromStr for Method {
 }
 
 /// How missing values (`?`) of categorical columns are treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingPolicy {
     /// `?` is a category of its own, as pandas reads the file and as the upstream compared it:
@@ -146,7 +146,7 @@ pub enum MissingPolicy {
 }
 
 /// Whether a column is compared as numbers or as categories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     Numerical,
@@ -203,7 +203,7 @@ pub fn default_columns() -> Vec<usize> {
 }
 
 /// Which side of the comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Reference,
@@ -296,19 +296,26 @@ impl Diagnose for DriftError {
 }
 
 /// One side's summary of a column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Summary {
     Numeric {
         count: usize,
         missing: usize,
         unique: usize,
+        #[serde(deserialize_with = "f64_or_nan")]
         mean: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         std: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         min: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         p25: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         median: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         p75: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         max: f64,
     },
     Categorical {
@@ -321,7 +328,7 @@ pub enum Summary {
 }
 
 /// Shares per bin or category of both sides, for charts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
     pub labels: Vec<String>,
     pub reference: Vec<f64>,
@@ -329,7 +336,7 @@ pub struct Distribution {
 }
 
 /// Why a test was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Choice {
     /// Evidently's default rule.
@@ -341,18 +348,22 @@ pub enum Choice {
 }
 
 /// The result for one column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnResult {
     pub column: String,
     #[serde(rename = "type")]
     pub column_type: ColumnType,
     pub test: Method,
-    pub test_label: &'static str,
+    #[serde(deserialize_with = "known_label")]
+    pub test_label: StaticStr,
     /// `p_value` or `distance`.
-    pub score_kind: &'static str,
+    #[serde(deserialize_with = "known_label")]
+    pub score_kind: StaticStr,
     /// The p-value or the distance compared with the threshold.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub score: f64,
     /// The test statistic behind a p-value (KS D, chi-squared, z); the distance itself otherwise.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub statistic: f64,
     /// `score` again, under the name of what it is: exactly one of these two is present.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -375,7 +386,7 @@ pub struct ColumnResult {
 }
 
 /// The decision over all columns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub columns: usize,
     pub drifted_columns: usize,
@@ -392,11 +403,35 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// serde_json writes NaN and infinities as `null`; a reader gets NaN back instead of an error.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// A `&'static str` under another name: serde's derive treats a literal `&'static str` field as
+/// borrowed from the input (serde-rs/serde#2665), which no file-reading caller can provide.
+pub type StaticStr = &'static str;
+
+/// Reads `test_label` / `score_kind` back into the program's own static strings; anything else
+/// is not a report this program wrote.
+fn known_label<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    Method::ALL
+        .iter()
+        .map(|m| m.label())
+        .chain(["p_value", "distance"])
+        .find(|l| *l == s)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown test label or score kind `{s}`")))
+}
+
 /// Everything `drift.json` holds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftReport {
-    pub tool: &'static str,
-    pub version: &'static str,
+    /// Not read back: a report read from a file says `""` (the writer's version is in the file).
+    #[serde(skip_deserializing)]
+    pub tool: StaticStr,
+    #[serde(skip_deserializing)]
+    pub version: StaticStr,
     pub reference_rows: usize,
     pub current_rows: usize,
     pub missing: MissingPolicy,

@@ -16,7 +16,7 @@ pub mod render;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::schema::{EXPIRED_OR_HOSPICE, col};
 use crate::data::{Table, Target};
@@ -27,7 +27,7 @@ use std::path::Path;
 pub use auc::{Ranked, auc};
 
 /// The gate's tunables. Defaults follow the issue; every one is a flag with an env fallback.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateConfig {
     /// The AUC gain over production at which a candidate deploys outright (0: as good is enough).
     pub min_delta: f64,
@@ -91,7 +91,7 @@ impl GateConfig {
 }
 
 /// What the gate decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Decision {
     /// Better than (or as good as) production, or there is no production model.
@@ -185,7 +185,7 @@ pub struct Holdout<'a> {
 }
 
 /// One side of the comparison in the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub source: String,
     pub target: Option<Target>,
@@ -198,7 +198,7 @@ pub struct ModelSummary {
 }
 
 /// The holdout as the gate used it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HoldoutSummary {
     pub source: String,
     /// Rows in the file.
@@ -213,7 +213,7 @@ pub struct HoldoutSummary {
 }
 
 /// The paired bootstrap interval for `candidate AUC - production AUC`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub low: f64,
     pub high: f64,
@@ -226,7 +226,7 @@ pub struct Interval {
 }
 
 /// Everything the gate decided and every number behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateReport {
     pub decision: Decision,
     /// One sentence: why this decision.
@@ -245,7 +245,9 @@ pub struct GateReport {
     pub target: Target,
     pub exit_code: u8,
     pub evaluated_at: jiff::Timestamp,
-    pub health_predict_version: &'static str,
+    /// Not read back: a report read from a file says `""`.
+    #[serde(skip_deserializing)]
+    pub health_predict_version: crate::drift::StaticStr,
 }
 
 /// Decides whether `candidate` may replace `production` on `holdout`.

@@ -35,7 +35,8 @@ pub struct CheckAnnotation {
 
 /// Where an annotation points: the test's own file and line when the JUnit says, else the JUnit
 /// file itself (line 1), relative to the workspace so GitHub can link it.
-fn location(case: &Case, junit_file: Option<&Path>, workspace: Option<&Path>) -> (String, u32) {
+fn location(case: &Case, fallback: Option<&Path>, workspace: Option<&Path>) -> (String, u32) {
+    let junit_file = case.junit_file.as_deref().or(fallback);
     if let Some(file) = &case.file {
         return (
             relative(Path::new(file), workspace),
@@ -102,7 +103,10 @@ pub fn check_annotations(
                 annotation_level: "failure",
                 title: clip(&c.full_name(), 255),
                 message: clip(&message_of(c), FIELD_LIMIT),
-                raw_details: (!c.details.is_empty()).then(|| clip(&c.details, FIELD_LIMIT)),
+                raw_details: {
+                    let d = c.full_details();
+                    (!d.is_empty()).then(|| clip(&d, FIELD_LIMIT))
+                },
             }
         })
         .collect();
@@ -220,6 +224,31 @@ mod tests {
         let last = plan.lines.last().unwrap();
         assert!(last.starts_with("::notice::3 more failed tests"), "{last}");
         assert!(last.ends_with("see X"), "{last}");
+    }
+
+    #[test]
+    fn fallback_annotations_point_at_the_junit_file_each_case_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a-junit.xml");
+        let b = dir.path().join("b-junit.xml");
+        std::fs::write(
+            &a,
+            "<testsuite><testcase name=\"x\"><failure/></testcase></testsuite>",
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "<testsuite><testcase name=\"y\"><failure/><system-out>request: GET /health</system-out></testcase></testsuite>",
+        )
+        .unwrap();
+        let r = Results::read_all(&[a, b]).unwrap();
+        let (list, _) = check_annotations(&r, 10, Some(dir.path()));
+        assert_eq!(list[0].path, "a-junit.xml");
+        assert_eq!(list[1].path, "b-junit.xml");
+        assert_eq!(
+            list[1].raw_details.as_deref(),
+            Some("--- system-out ---\nrequest: GET /health")
+        );
     }
 
     #[test]

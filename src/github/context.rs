@@ -67,6 +67,9 @@ pub struct EventInfo {
     pub head_sha: Option<String>,
     /// The PR comes from a fork: its `GITHUB_TOKEN` is read-only.
     pub from_fork: bool,
+    /// The PR number came from an uploaded artifact (content a fork controls): publishing must
+    /// check with GitHub that this PR's head is `head_sha` before writing to it.
+    pub pr_unverified: bool,
 }
 
 impl EventInfo {
@@ -94,7 +97,27 @@ impl EventInfo {
 
     fn apply(&mut self, payload: &Value) {
         let pr = &payload["pull_request"];
-        if pr.is_object() {
+        let run = &payload["workflow_run"];
+        if run.is_object() {
+            // `workflow_run`: the triggering run's commit; its pull requests are listed only
+            // when they come from this repository (never for forks), so the number may be
+            // missing here and come from the artifact instead.
+            self.head_sha = run["head_sha"].as_str().map(str::to_owned);
+            self.pr_number = run["pull_requests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| {
+                    p["head"]["sha"].as_str().is_none()
+                        || p["head"]["sha"].as_str() == self.head_sha.as_deref()
+                })
+                .and_then(|p| p["number"].as_u64());
+            let head = run["head_repository"]["full_name"].as_str();
+            let base = run["repository"]["full_name"]
+                .as_str()
+                .or(payload["repository"]["full_name"].as_str());
+            self.from_fork = matches!((head, base), (Some(h), Some(b)) if h != b);
+        } else if pr.is_object() {
             self.pr_number = pr["number"].as_u64().or(payload["number"].as_u64());
             self.head_sha = pr["head"]["sha"].as_str().map(str::to_owned);
             let head = pr["head"]["repo"]["full_name"].as_str();
@@ -109,6 +132,49 @@ impl EventInfo {
             // issue_comment on a pull request
             self.pr_number = Some(n);
         }
+    }
+
+    /// Whether this is a `workflow_run` event (publishing on behalf of another run).
+    pub fn is_workflow_run(&self) -> bool {
+        self.name.as_deref() == Some("workflow_run")
+    }
+
+    /// For `workflow_run`: takes the PR number from the triggering run's own event payload,
+    /// uploaded in its artifact, when the `workflow_run` payload does not list the PR (forks).
+    /// The payload must name the same head commit; the number stays unverified until
+    /// publishing has asked GitHub.
+    pub fn adopt_artifact_event(&mut self, path: &Path) -> Result<(), GithubError> {
+        if self.pr_number.is_some() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| GithubError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let payload: Value =
+            serde_json::from_str(&text).map_err(|e| GithubError::EventInvalid {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let mut theirs = EventInfo::default();
+        theirs.apply(&payload);
+        let Some(n) = theirs.pr_number else {
+            return Ok(());
+        };
+        if theirs.head_sha.is_some() && theirs.head_sha != self.head_sha {
+            return Err(GithubError::EventInvalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "it is for commit {} but the workflow run is for {}",
+                    theirs.head_sha.as_deref().unwrap_or("?"),
+                    self.head_sha.as_deref().unwrap_or("?")
+                ),
+            });
+        }
+        self.pr_number = Some(n);
+        self.pr_unverified = true;
+        self.from_fork |= theirs.from_fork;
+        Ok(())
     }
 
     pub fn is_pull_request(&self) -> bool {
@@ -149,6 +215,18 @@ mod tests {
             "head": {"sha": "d", "repo": {"full_name": "org/repo", "fork": false}},
             "base": {"repo": {"full_name": "org/repo"}}}}));
         assert!(!same.from_fork);
+
+        let mut run = EventInfo::default();
+        run.apply(&json!({
+            "workflow_run": {
+                "head_sha": "f00", "event": "pull_request", "pull_requests": [],
+                "head_repository": {"full_name": "someone/fork"},
+                "repository": {"full_name": "org/repo"}
+            }
+        }));
+        assert_eq!(run.head_sha.as_deref(), Some("f00"));
+        assert_eq!(run.pr_number, None);
+        assert!(run.from_fork);
 
         let mut push = EventInfo::default();
         push.apply(&json!({"ref": "refs/heads/main"}));

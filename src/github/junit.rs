@@ -34,6 +34,13 @@ pub struct Case {
     pub file: Option<String>,
     pub line: Option<u32>,
     pub seconds: f64,
+    /// The case's `<system-out>` (our API tests put the request and response there).
+    pub system_out: String,
+    /// The case's `<system-err>`.
+    pub system_err: String,
+    /// The JUnit file this case was read from (annotations without a source location point
+    /// at it).
+    pub junit_file: Option<PathBuf>,
 }
 
 impl Case {
@@ -48,6 +55,30 @@ impl Case {
 
     pub fn is_failure(&self) -> bool {
         matches!(self.outcome, Outcome::Failed | Outcome::Errored)
+    }
+
+    /// The failure body followed by the captured output, for annotations' raw details.
+    pub fn full_details(&self) -> String {
+        let mut d = self.details.clone();
+        for (title, text) in [
+            ("system-out", &self.system_out),
+            ("system-err", &self.system_err),
+        ] {
+            // Our writer repeats the failure message at the top of system-out; keep it once.
+            let text = text.trim();
+            let text = text
+                .strip_prefix(self.details.trim())
+                .filter(|_| !self.details.trim().is_empty())
+                .unwrap_or(text)
+                .trim();
+            if !text.is_empty() {
+                if !d.is_empty() {
+                    d.push_str("\n\n");
+                }
+                d.push_str(&format!("--- {title} ---\n{text}"));
+            }
+        }
+        d
     }
 }
 
@@ -111,6 +142,9 @@ pub fn read(path: &Path) -> Result<Results, GithubError> {
         path: path.to_owned(),
         reason,
     })?;
+    for c in &mut results.cases {
+        c.junit_file = Some(path.to_owned());
+    }
     results.files.push(path.to_owned());
     Ok(results)
 }
@@ -121,8 +155,8 @@ pub fn parse(xml: &str) -> Result<Results, String> {
     let mut results = Results::default();
     let mut suites: Vec<String> = Vec::new();
     let mut case: Option<Case> = None;
-    // Inside <failure>/<error>/<skipped>: collect its text into details.
-    let mut in_detail = false;
+    // Where text goes: a failure's details or the case's captured output.
+    let mut in_detail = Sink::None;
     let mut saw_root = false;
     loop {
         let pos = reader.buffer_position();
@@ -152,22 +186,24 @@ pub fn parse(xml: &str) -> Result<Results, String> {
                         results.cases.push(c);
                     }
                 }
-                b"failure" | b"error" | b"skipped" => in_detail = false,
+                b"failure" | b"error" | b"skipped" | b"system-out" | b"system-err" => {
+                    in_detail = Sink::None
+                }
                 _ => {}
             },
-            Event::Text(t) if in_detail => {
+            Event::Text(t) if in_detail != Sink::None => {
                 let s = t
                     .decode()
                     .map_err(|e| format!("bad text at byte {pos}: {e}"))?;
-                push_detail(&mut case, &s);
+                push_detail(&mut case, in_detail, &s);
             }
-            Event::CData(t) if in_detail => {
+            Event::CData(t) if in_detail != Sink::None => {
                 let s = t
                     .decode()
                     .map_err(|e| format!("bad CDATA at byte {pos}: {e}"))?;
-                push_detail(&mut case, &s);
+                push_detail(&mut case, in_detail, &s);
             }
-            Event::GeneralRef(r) if in_detail => {
+            Event::GeneralRef(r) if in_detail != Sink::None => {
                 let s = if let Some(ch) = r
                     .resolve_char_ref()
                     .map_err(|e| format!("bad reference at byte {pos}: {e}"))?
@@ -179,7 +215,7 @@ pub fn parse(xml: &str) -> Result<Results, String> {
                         .ok_or_else(|| format!("unknown entity &{name}; at byte {pos}"))?
                         .to_owned()
                 };
-                push_detail(&mut case, &s);
+                push_detail(&mut case, in_detail, &s);
             }
             Event::Eof => break,
             _ => {}
@@ -190,6 +226,8 @@ pub fn parse(xml: &str) -> Result<Results, String> {
     }
     for c in &mut results.cases {
         c.details = c.details.trim().to_owned();
+        c.system_out = c.system_out.trim().to_owned();
+        c.system_err = c.system_err.trim().to_owned();
         if c.message.is_empty() && c.outcome != Outcome::Passed {
             c.message = c.details.lines().next().unwrap_or("").trim().to_owned();
         }
@@ -204,9 +242,22 @@ pub fn parse(xml: &str) -> Result<Results, String> {
     Ok(results)
 }
 
-fn push_detail(case: &mut Option<Case>, s: &str) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    None,
+    Detail,
+    Out,
+    Err,
+}
+
+fn push_detail(case: &mut Option<Case>, sink: Sink, s: &str) {
     if let Some(c) = case {
-        c.details.push_str(s);
+        match sink {
+            Sink::Detail => c.details.push_str(s),
+            Sink::Out => c.system_out.push_str(s),
+            Sink::Err => c.system_err.push_str(s),
+            Sink::None => {}
+        }
     }
 }
 
@@ -214,7 +265,7 @@ fn start(
     e: &BytesStart<'_>,
     suites: &mut Vec<String>,
     case: &mut Option<Case>,
-    in_detail: &mut bool,
+    in_detail: &mut Sink,
     empty: bool,
 ) -> Result<(), String> {
     let attr = |name: &str| -> Result<Option<String>, String> {
@@ -249,6 +300,9 @@ fn start(
                 seconds: attr("time")?
                     .and_then(|t| t.trim().parse().ok())
                     .unwrap_or(0.0),
+                system_out: String::new(),
+                system_err: String::new(),
+                junit_file: None,
             });
         }
         tag @ (b"failure" | b"error" | b"skipped") => {
@@ -263,9 +317,11 @@ fn start(
                     c.outcome = outcome;
                     c.message = attr("message")?.unwrap_or_default();
                 }
-                *in_detail = !empty;
+                *in_detail = if empty { Sink::None } else { Sink::Detail };
             }
         }
+        b"system-out" if case.is_some() && !empty => *in_detail = Sink::Out,
+        b"system-err" if case.is_some() && !empty => *in_detail = Sink::Err,
         _ => {}
     }
     Ok(())
@@ -334,6 +390,29 @@ body: {"age":"[200-210)"}</failure>
         assert_eq!(r.cases[3].message, "needs cluster");
         assert_eq!(r.cases[4].message, "version <1.2> != 1.3");
         assert_eq!(r.cases[4].file, None);
+    }
+
+    #[test]
+    fn reads_captured_output_of_a_case_not_of_the_suite() {
+        let r = parse(
+            r#"<testsuite name="s"><testcase name="a"><failure message="expected 422, got 200"/>
+<system-out>expected 422, got 200
+
+request:
+POST /predict {"age": 3}</system-out><system-err>warn &amp; more</system-err></testcase>
+<system-out>base_url: http://127.0.0.1:1</system-out></testsuite>"#,
+        )
+        .unwrap();
+        let c = &r.cases[0];
+        assert!(
+            c.system_out.ends_with("POST /predict {\"age\": 3}"),
+            "{c:?}"
+        );
+        assert_eq!(c.system_err, "warn & more");
+        assert_eq!(
+            c.full_details(),
+            "--- system-out ---\nexpected 422, got 200\n\nrequest:\nPOST /predict {\"age\": 3}\n\n--- system-err ---\nwarn & more"
+        );
     }
 
     #[test]

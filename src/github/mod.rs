@@ -10,6 +10,7 @@
 
 pub mod annotate;
 pub mod api;
+pub mod artifact;
 pub mod checks;
 pub mod comment;
 pub mod context;
@@ -39,6 +40,12 @@ pub enum GithubError {
     RunInvalid { path: PathBuf, reason: String },
     #[error("{path} is not a valid GitHub event payload: {reason}")]
     EventInvalid { path: PathBuf, reason: String },
+    #[error("pull request #{pr} has head {found}, not the workflow run's commit {expected}")]
+    PullRequestMismatch {
+        pr: u64,
+        expected: String,
+        found: String,
+    },
     #[error("{what} is not set")]
     Missing { what: &'static str, hint: String },
     #[error("{what}: GitHub answered {status}: {message}")]
@@ -72,7 +79,9 @@ impl Diagnose for GithubError {
             GithubError::ReadFile { .. }
             | GithubError::JunitInvalid { .. }
             | GithubError::RunInvalid { .. } => Exit::InvalidInput,
-            GithubError::EventInvalid { .. } | GithubError::Missing { .. } => Exit::Usage,
+            GithubError::EventInvalid { .. }
+            | GithubError::Missing { .. }
+            | GithubError::PullRequestMismatch { .. } => Exit::Usage,
             GithubError::Api {
                 status: 401 | 403 | 404 | 422,
                 ..
@@ -99,6 +108,9 @@ impl Diagnose for GithubError {
                 "GITHUB_EVENT_PATH must point at the runner's event JSON; unset it outside Actions".into()
             }
             GithubError::Missing { hint, .. } => hint.clone(),
+            GithubError::PullRequestMismatch { .. } => {
+                "the artifact's event.json names another pull request (or the PR moved on since): nothing was written to it; re-run the pull request's workflow".into()
+            }
             GithubError::Api { status: 401, .. } => {
                 "the token was rejected: pass `GITHUB_TOKEN: ${{ github.token }}` to the step".into()
             }

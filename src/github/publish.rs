@@ -24,6 +24,8 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct PublishRequest {
     pub run_dir: Option<PathBuf>,
+    /// The run history to draw trends from; `None`: the run's own state directory if present.
+    pub history: Option<PathBuf>,
     pub junit: Vec<PathBuf>,
     pub summary: Option<PathBuf>,
     pub check_name: String,
@@ -103,7 +105,7 @@ impl Render for PublishReport {
 /// evidence at all is neutral too (never "success" without something that passed).
 fn conclusion(run: Option<&RunDir>, tests: Option<&Results>) -> &'static str {
     let failed = tests.is_some_and(|t| t.failures().next().is_some());
-    let exit = run.and_then(|r| r.run.exit_code);
+    let exit = run.map(|r| r.run.exit_code);
     if failed || matches!(exit, Some(c) if c != 0 && c != 3) {
         "failure"
     } else if exit == Some(3) {
@@ -118,7 +120,11 @@ fn conclusion(run: Option<&RunDir>, tests: Option<&Results>) -> &'static str {
 /// Publishes everything it can. Input errors (unreadable files) are returned; channel failures
 /// are recorded in the report with the exit code they imply.
 pub async fn publish(req: &PublishRequest) -> Result<PublishReport, GithubError> {
-    let run = req.run_dir.as_deref().map(RunDir::load).transpose()?;
+    let run = req
+        .run_dir
+        .as_deref()
+        .map(|d| RunDir::load(d, req.history.as_deref()))
+        .transpose()?;
     let mut junit = req.junit.clone();
     if junit.is_empty()
         && let Some(dir) = &req.run_dir
@@ -131,9 +137,16 @@ pub async fn publish(req: &PublishRequest) -> Result<PublishReport, GithubError>
     } else {
         Some(Results::read_all(&junit)?)
     };
+    // The run's own summary.md is this same report: appending it would show everything twice.
+    let own_summary = |p: &std::path::Path| {
+        req.run_dir
+            .as_ref()
+            .is_some_and(|d| same_file(&d.join("summary.md"), p))
+    };
     let extra = req
         .summary
         .as_deref()
+        .filter(|p| !own_summary(p))
         .map(|p| {
             std::fs::read_to_string(p).map_err(|source| GithubError::ReadFile {
                 path: p.to_owned(),
@@ -275,7 +288,16 @@ pub async fn publish(req: &PublishRequest) -> Result<PublishReport, GithubError>
         match (&api, &req.repo, req.event.pr_number) {
             (Some(api), Some(repo), Some(pr)) => {
                 let marker = comment::marker(&req.check_name);
-                match comment::upsert(api, repo, pr, &marker, &markdown).await {
+                let verified = if req.event.pr_unverified {
+                    verify_pull_request(api, repo, pr, sha.as_deref()).await
+                } else {
+                    Ok(())
+                };
+                let upserted = match verified {
+                    Ok(()) => comment::upsert(api, repo, pr, &marker, &markdown).await,
+                    Err(e) => Err(e),
+                };
+                match upserted {
                     Ok(c) => {
                         report.comment = Outcome::Done {
                             detail: format!(
@@ -394,6 +416,51 @@ pub async fn publish(req: &PublishRequest) -> Result<PublishReport, GithubError>
         report.exit = report.exit.worst(Exit::TestsFailed);
     }
     Ok(report)
+}
+
+/// The head commit of pull request `pr` as GitHub reports it.
+#[derive(serde::Deserialize)]
+struct PullHead {
+    head: PullSha,
+}
+
+#[derive(serde::Deserialize)]
+struct PullSha {
+    sha: String,
+}
+
+/// A PR number read from an artifact is only trusted when GitHub says that PR's head is the
+/// commit the workflow run built: otherwise a fork could steer the comment onto any PR.
+async fn verify_pull_request(
+    api: &Api,
+    repo: &Repo,
+    pr: u64,
+    sha: Option<&str>,
+) -> Result<(), GithubError> {
+    let pull: PullHead = api
+        .call(
+            "read the pull request",
+            http::Method::GET,
+            &format!("/repos/{}/{}/pulls/{pr}", repo.owner, repo.name),
+            None::<&()>,
+        )
+        .await?;
+    if Some(pull.head.sha.as_str()) == sha {
+        Ok(())
+    } else {
+        Err(GithubError::PullRequestMismatch {
+            pr,
+            expected: sha.unwrap_or("(none)").to_owned(),
+            found: pull.head.sha,
+        })
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 fn write_outputs(r: &PublishReport) -> std::io::Result<bool> {

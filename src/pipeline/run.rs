@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{DeployTarget, PipelineConfig};
@@ -80,65 +79,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
 }
 
-/// `run.json`: the record of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub run_id: String,
-    /// `passed`, `failed` (a check said no), `errored` or `interrupted`.
-    pub status: String,
-    pub exit_code: u8,
-    /// The gate's decision, `NO_RETRAIN` when drift did not call for training, or
-    /// `ALREADY_PROCESSED`; `None` when the run stopped before deciding.
-    pub decision: Option<String>,
-    pub model: Option<ModelSummary>,
-    pub production_before: Option<u64>,
-    pub production_after: Option<u64>,
-    pub drift: Option<DriftSummary>,
-    pub tests: Option<TestCounts>,
-    pub image: Option<String>,
-    pub holdout_auc: Option<f64>,
-    pub run_dir: String,
-    pub started: String,
-    pub seconds: f64,
-    pub inputs: InputsSummary,
-    pub config: PipelineConfig,
-    pub steps: Vec<StepRecord>,
-    #[serde(skip)]
-    pub exit: Exit,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelSummary {
-    pub version: Option<u64>,
-    pub model_id: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DriftSummary {
-    pub share: f64,
-    pub drifted_columns: Vec<String>,
-    pub retrain: bool,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TestCounts {
-    pub passed: usize,
-    pub failed: usize,
-    pub skipped: usize,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct InputsSummary {
-    pub initial: String,
-    pub initial_rows: usize,
-    pub initial_fingerprint: String,
-    pub batch: Option<String>,
-    pub batch_rows: Option<usize>,
-    pub batch_fingerprint: Option<String>,
-    pub training_rows: Option<usize>,
-    pub holdout_rows: Option<usize>,
-}
+/// `run.json`: the record of a run (the type lives with its readers in `crate::contracts`).
+pub type RunReport = crate::contracts::RunReport<PipelineConfig>;
+pub use crate::contracts::{DriftSummary, InputsSummary, ModelSummary, TestCounts};
 
 /// State carried between steps.
 struct State {
@@ -244,6 +187,8 @@ pub async fn run(
     report.seconds = clock.elapsed().as_secs_f64();
     // Rewrite with the report step itself recorded.
     write_outputs(report, &report_dir)?;
+    super::history::append(&cfg.state_dir, report, &report_dir)
+        .context("cannot append the run to the run history (STATE_DIR/history)")?;
     if matches!(exit, Exit::Success | Exit::GateRefused)
         && let Some(key) = run_key(report)
     {
@@ -564,11 +509,11 @@ async fn steps(
                     Ok((c, p))
                 })
                 .await??;
-                let doc = serde_json::json!({
-                    "holdout_rows": c.metrics.rows,
-                    "candidate": c.metrics,
-                    "production": p.as_ref().map(|p| &p.metrics),
-                });
+                let doc = crate::contracts::EvaluationReport {
+                    holdout_rows: c.metrics.rows,
+                    candidate: (&c.metrics).into(),
+                    production: p.as_ref().map(|p| (&p.metrics).into()),
+                };
                 crate::fsutil::write_atomic(
                     &dir.join("metrics.json"),
                     &serde_json::to_vec_pretty(&doc)?,
@@ -968,7 +913,7 @@ fn write_outputs(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
     crate::fsutil::write_atomic(&dir.join("run.json"), &serde_json::to_vec_pretty(report)?)?;
     crate::fsutil::write_atomic(
         &dir.join("summary.md"),
-        super::summary::markdown(report, dir).as_bytes(),
+        super::summary::markdown(report, dir)?.as_bytes(),
     )?;
     let outputs = [
         ("decision", report.decision.clone().unwrap_or_default()),

@@ -4,33 +4,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// It ran and did what it checks.
-    Passed,
-    /// It ran and what it checks did not hold (a refused gate, failing tests, a failed rollout).
-    Failed,
-    /// It did not run, for the reason in `detail`.
-    Skipped,
-    /// It could not do its work: an error, a missed deadline or an interruption.
-    Errored,
-}
-
-/// One step's record in `run.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub name: String,
-    pub status: Status,
-    /// RFC 3339 start time (the planned time for skipped steps: when the skip was decided).
-    pub started: String,
-    pub seconds: f64,
-    pub detail: String,
-}
+pub use crate::contracts::{Status, StepRecord};
 
 /// What a step's body returns when it ran to completion.
 #[derive(Debug)]

@@ -1,86 +1,61 @@
-//! `summary.md`: the run for people — ready for a job summary or a pull-request comment.
+//! `summary.md`: the run for people, ready for a job summary or a pull-request comment. It is
+//! the same report `report publish` renders (one renderer: `github::summary`), with the charts,
+//! the trend over the runs in this state directory's history, and every step.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use super::run::RunReport;
-use super::steps::label;
+use crate::github::summary::{Inputs, RunDir, render};
 
-/// Renders a run's summary; sections whose files exist in `dir` (drift, gate) are included.
-pub fn markdown(r: &RunReport, dir: &Path) -> String {
-    let mut md = String::new();
-    let decision = r.decision.as_deref().unwrap_or("no decision");
-    let _ = writeln!(
-        md,
-        "## health-predict pipeline: {} — {decision}\n",
-        r.status
-    );
-    let model = r.model.as_ref().map_or("none".to_owned(), |m| {
-        format!(
-            "{}{}",
-            m.version
-                .map_or("unregistered".into(), |v| format!("version {v}")),
-            if m.model_id.is_empty() {
-                String::new()
-            } else {
-                format!(" (`{}`)", m.model_id)
+/// Renders a run's summary from the report in memory and the files already in `dir` (drift,
+/// gate, metrics, JUnit).
+pub fn markdown(r: &RunReport, dir: &Path) -> anyhow::Result<String> {
+    let run: crate::contracts::RunReport = serde_json::from_value(serde_json::to_value(r)?)?;
+    // The run's own files, typed. One that does not read back leaves its section out with a
+    // warning: the summary of a run must never be what fails the run.
+    fn typed<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+        let text = match std::fs::read_to_string(dir.join(name)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("summary.md leaves out {name}: {e}");
+                return None;
             }
-        )
-    });
-    let prod = |v: Option<u64>| v.map_or("none".to_owned(), |v| format!("version {v}"));
-    let _ = writeln!(
-        md,
-        "Run `{}` · exit {} · {:.1} s · candidate {model} · production {} → {}\n",
-        r.run_id,
-        r.exit_code,
-        r.seconds,
-        prod(r.production_before),
-        prod(r.production_after)
-    );
-    if let Some(d) = &r.drift {
-        let _ = writeln!(
-            md,
-            "**Drift:** share {:.3} ({} drifted: {}); {}.\n",
-            d.share,
-            d.drifted_columns.len(),
-            if d.drifted_columns.is_empty() {
-                "none".into()
-            } else {
-                d.drifted_columns.join(", ")
-            },
-            d.reason
-        );
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| tracing::warn!("summary.md leaves out {name}: {e}"))
+            .ok()
     }
-    if let Some(auc) = r.holdout_auc {
-        let _ = writeln!(md, "**Holdout ROC AUC (candidate):** {auc:.4}\n");
-    }
-    if let Some(t) = &r.tests {
-        let _ = writeln!(
-            md,
-            "**API tests:** {} passed, {} failed.\n",
-            t.passed, t.failed
-        );
-    }
-    md.push_str("| step | status | seconds | detail |\n|---|---|---:|---|\n");
-    for s in &r.steps {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.2} | {} |",
-            s.name,
-            label(s.status),
-            s.seconds,
-            s.detail.replace('|', "\\|").replace('\n', " ")
-        );
-    }
-    if let Ok(gate) = std::fs::read_to_string(dir.join("gate.md")) {
-        md.push_str("\n<details><summary>Quality gate</summary>\n\n");
-        md.push_str(&gate);
-        md.push_str("\n</details>\n");
-    }
-    if let Ok(drift) = std::fs::read_to_string(dir.join("drift").join("drift.md")) {
-        md.push_str("\n<details><summary>Drift by column</summary>\n\n");
-        md.push_str(&drift);
-        md.push_str("\n</details>\n");
-    }
-    md
+    let history = crate::report::history::load(&crate::report::history::dir(&r.config.state_dir))
+        .unwrap_or_else(|e| {
+            tracing::warn!(
+                "summary.md has no trend charts: {}",
+                crate::exit::chain_text(&e)
+            );
+            Vec::new()
+        });
+    let mut rd = RunDir {
+        path: dir.to_owned(),
+        run,
+        gate: typed(dir, "gate.json"),
+        evaluation: typed(dir, "metrics.json"),
+        drift: typed(dir, "drift/drift.json"),
+        history,
+    };
+    rd.add_self_to_history();
+    let junit = dir.join("junit.xml");
+    let tests = if r.tests.is_some() && junit.is_file() {
+        crate::github::junit::Results::read_all(&[junit])
+            .map_err(|e| tracing::warn!("summary.md leaves out the JUnit details: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    Ok(render(&Inputs {
+        run: Some(&rd),
+        tests: tests.as_ref(),
+        extra: None,
+        link: None,
+        check_name: "health-predict pipeline",
+    }))
 }

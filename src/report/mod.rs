@@ -5,6 +5,10 @@
 //! Every limit here is in bytes of UTF-8, and trimming never splits a character or leaves a
 //! code fence open.
 
+pub mod charts;
+pub mod history;
+pub mod site;
+
 use std::fmt::Write as _;
 
 /// Escapes text for a Markdown table cell: pipes, newlines and HTML-significant characters.

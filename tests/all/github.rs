@@ -118,29 +118,10 @@ fn junit_with_failures(dir: &Path, failures: usize, passes: usize) -> PathBuf {
     p
 }
 
+/// A run directory from the real pipeline (batch 3 of the shared simulation: drift, a gate
+/// against production, API tests), copied so a test may add files to it.
 fn run_dir(dir: &Path) -> PathBuf {
-    let rd = dir.join("run");
-    std::fs::create_dir_all(rd.join("drift")).unwrap();
-    std::fs::write(
-        rd.join("run.json"),
-        json!({
-            "run_id": "20261123-1", "status": "succeeded", "exit_code": 0, "decision": "promote",
-            "model": {"version": 3, "model_id": "sha256:ab12"},
-            "drift": {"share": 0.273, "drifted_columns": 12, "retrain": true},
-            "tests": {"passed": 5, "failed": 0, "skipped": 0},
-            "image": "registry.local/health-predict:3",
-            "steps": [{"name": "train", "status": "ok", "started": "2026-11-23T10:00:00Z", "seconds": 4.2, "detail": ""}]
-        })
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        rd.join("gate.json"),
-        json!({"decision": "promote", "candidate": {"auc": 0.69}, "production": {"auc": 0.68}})
-            .to_string(),
-    )
-    .unwrap();
-    rd
+    support::runs::copy_run("batch_3", dir)
 }
 
 fn pr_event(dir: &Path, number: u64, fork: bool) -> PathBuf {
@@ -405,9 +386,12 @@ async fn pr_comment_is_created_once_and_updated_on_the_second_run() {
     let body: Value = serde_json::from_slice(&created[0].body).unwrap();
     let text = body["body"].as_str().unwrap();
     assert!(text.starts_with("<!-- health-predict:report check=\"health-predict\" -->\n"));
-    assert!(text.contains("decision promote"), "{text}");
-    assert!(text.contains("| auc | 0.69 | 0.68 | +0.01 |"), "{text}");
-    insta::assert_snapshot!("pr_comment_body", text);
+    assert!(
+        text.contains("health-predict: passed · decision DEPLOY · model 3"),
+        "{text}"
+    );
+    assert!(text.contains("| ROC AUC |"), "{text}");
+    assert!(text.contains("```mermaid\nxychart-beta"), "{text}");
     // The check run goes on the PR's head commit, not the merge commit.
     let check = requests_to(&reqs, "POST", "/check-runs");
     let cbody: Value = serde_json::from_slice(&check[0].body).unwrap();
@@ -525,7 +509,7 @@ async fn fork_pull_request_with_read_only_token_degrades_to_summary_and_annotati
 
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(
-        summary.contains("## health-predict: decision promote"),
+        summary.contains("## health-predict: passed · decision DEPLOY"),
         "{summary}"
     );
     assert!(summary.contains("12 failed"), "{summary}");
@@ -1250,6 +1234,7 @@ fn the_four_workflows_exist() {
         "ci.yml",
         "deploy.yml",
         "pr-check.yml",
+        "publish-fork.yml",
         "scheduled-retrain.yml",
     ] {
         assert!(names.iter().any(|n| n == w), "missing {w} in {names:?}");
@@ -1324,4 +1309,172 @@ fn action_and_workflows_match_their_json_schemas() {
         .args(workflows());
     let (code, stdout, stderr) = support::run(&mut w);
     assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+// ---------------------------------------------------------------- fork PRs via workflow_run
+
+/// The `workflow_run` payload GitHub sends when a fork's `pr-check` run completes: the fork's
+/// pull request is not listed (`pull_requests` is empty for forks).
+fn workflow_run_event(dir: &Path) -> PathBuf {
+    let p = dir.join("workflow_run.json");
+    std::fs::write(
+        &p,
+        json!({
+            "action": "completed",
+            "workflow_run": {
+                "id": 99, "name": "pr-check", "event": "pull_request", "status": "completed",
+                "conclusion": "success", "head_sha": HEAD_SHA, "head_branch": "feature",
+                "pull_requests": [],
+                "head_repository": {"full_name": "someone/health-predict"},
+                "repository": {"full_name": REPO}
+            },
+            "repository": {"full_name": REPO}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    p
+}
+
+/// What the fork's run uploaded: its run directory and its own event payload.
+fn fork_artifact(dir: &Path, pr: u64) -> PathBuf {
+    let art = dir.join("artifact");
+    support::runs::copy_dir(
+        &support::runs::simulated().join("batch_3"),
+        &art.join("health-predict-run"),
+    );
+    std::fs::copy(pr_event(dir, pr, true), art.join("event.json")).unwrap();
+    art
+}
+
+fn pull(pr: u64, head_sha: &str) -> Value {
+    json!({
+        "url": format!("https://api.github.com/repos/{REPO}/pulls/{pr}"), "id": 1000 + pr,
+        "number": pr, "state": "open",
+        "head": {"sha": head_sha, "ref": "feature", "label": "someone:feature"},
+        "base": {"sha": SHA, "ref": "main", "label": "octo-org:main"}
+    })
+}
+
+#[tokio::test]
+async fn fork_results_are_published_from_the_artifact_by_workflow_run() {
+    let server = MockServer::start().await;
+    let pr = 31;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(check_run_responder(41))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/{pr}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pull(pr, HEAD_SHA)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let list = format!("/repos/{REPO}/issues/{pr}/comments");
+    Mock::given(method("GET"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    let ours = "<!-- health-predict:report check=\"health-predict\" -->\nx";
+    Mock::given(method("POST"))
+        .and(path(list.clone()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(comment(901, pr, ours)))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let art = fork_artifact(dir.path(), pr);
+    let event = workflow_run_event(dir.path());
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), None);
+    cmd.env("GITHUB_EVENT_NAME", "workflow_run")
+        .env("GITHUB_EVENT_PATH", &event)
+        .args(["--output", "json", "--from-artifact"])
+        .arg(&art);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(report["check_run"]["status"], "done", "{report}");
+    assert_eq!(report["comment"]["status"], "done", "{report}");
+    assert!(
+        report["comment"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("created comment 901 on #{pr}")),
+        "{report}"
+    );
+    let reqs = server.received_requests().await.unwrap();
+    // The check run belongs to the fork's head commit, from the trusted workflow_run payload.
+    let check = requests_to(&reqs, "POST", "/check-runs");
+    let cbody: Value = serde_json::from_slice(&check[0].body).unwrap();
+    assert_eq!(cbody["head_sha"], HEAD_SHA);
+    assert_eq!(cbody["conclusion"], "success");
+    // The comment is the run's report, with its charts, read from the artifact.
+    let created = requests_to(&reqs, "POST", &format!("/issues/{pr}/comments"));
+    let body: Value = serde_json::from_slice(&created[0].body).unwrap();
+    let text = body["body"].as_str().unwrap();
+    assert!(text.contains("decision DEPLOY"), "{text}");
+    assert!(text.contains("```mermaid\nxychart-beta"), "{text}");
+    assert!(text.contains("19 tests: **19 passed**"), "{text}");
+}
+
+#[tokio::test]
+async fn an_artifact_naming_another_pull_request_gets_no_comment() {
+    let server = MockServer::start().await;
+    let pr = 32;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/check-runs")))
+        .respond_with(check_run_responder(42))
+        .mount(&server)
+        .await;
+    // PR 32 is somebody else's pull request: its head is another commit.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/{pr}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pull(pr, SHA)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::path_regex("/issues/"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let art = fork_artifact(dir.path(), pr);
+    let event = workflow_run_event(dir.path());
+    let mut cmd = publish_cmd(&server.uri(), dir.path(), None);
+    cmd.env("GITHUB_EVENT_NAME", "workflow_run")
+        .env("GITHUB_EVENT_PATH", &event)
+        .arg("--from-artifact")
+        .arg(&art);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "pull request #{pr} has head {SHA}, not the workflow run's commit {HEAD_SHA}"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: the artifact's event.json names another pull request"));
+
+    // An event.json for another commit is refused before anything is sent.
+    let other = tempfile::tempdir().unwrap();
+    let art = fork_artifact(other.path(), pr);
+    let mut payload: Value =
+        serde_json::from_str(&std::fs::read_to_string(art.join("event.json")).unwrap()).unwrap();
+    payload["pull_request"]["head"]["sha"] = json!("1111111111111111111111111111111111111111");
+    std::fs::write(art.join("event.json"), payload.to_string()).unwrap();
+    let before = server.received_requests().await.unwrap().len();
+    let mut cmd = publish_cmd(&server.uri(), other.path(), None);
+    cmd.env("GITHUB_EVENT_NAME", "workflow_run")
+        .env("GITHUB_EVENT_PATH", &event)
+        .arg("--from-artifact")
+        .arg(&art);
+    let (code, _, stderr) = run(cmd).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("but the workflow run is for"), "{stderr}");
+    assert_eq!(server.received_requests().await.unwrap().len(), before);
 }

@@ -21,4 +21,5 @@ mod model;
 mod pipeline;
 mod registry;
 mod release;
+mod report;
 mod serve;

@@ -89,4 +89,5 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
 pub mod fake_kube;
 pub mod moto;
 pub mod registry;
+pub mod runs;
 pub mod scorer;
