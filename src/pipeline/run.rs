@@ -722,6 +722,15 @@ async fn steps(
         })
         .await?;
 
+    // The image serving this version goes on its registry record, so a later deploy of the
+    // version (or of an alias pointing at it) resolves to exactly this reference.
+    if let Some(image) = st.image.clone() {
+        st.registry
+            .set_image(version, &image)
+            .await
+            .map_err(|e| errored("package", &e.into()))?;
+    }
+
     // api-test: serve the candidate on an ephemeral loopback port and run the contract suite.
     // The counts are kept whether the suite passed or not.
     let junit = opts.run_dir.join("junit.xml");
