@@ -9,7 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 version="${HP_VERSION:-build}"
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-if [[ -n "${HP_BINARY:-}" ]]; then
+# HEALTH_PREDICT_BINARY (environment, e.g. a self-hosted runner's preinstalled binary) and the
+# binary input both skip installation; install.sh checks the file.
+if [[ -n "${HEALTH_PREDICT_BINARY:-}" || -n "${HP_BINARY:-}" ]]; then
   set_output mode binary
   set_output build false
   exit 0

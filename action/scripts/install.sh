@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Step 2: put `health-predict` on PATH for the following steps:
+#   HEALTH_PREDICT_BINARY (environment) - a preinstalled binary (self-hosted runners, tests):
+#             used as is, whatever the mode; nothing is downloaded or built;
 #   binary  - an already built binary (HP_BINARY), used as is;
 #   build   - `cargo install --locked --path` from the action's checkout, skipped on a cache hit;
 #   release - a pinned prebuilt download, verified against HP_SHA256 before use.
@@ -8,7 +10,19 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-mode="${HP_MODE:?HP_MODE is set by the cache-key step}"
+
+if [[ -n "${HEALTH_PREDICT_BINARY:-}" ]]; then
+  [[ -f "$HEALTH_PREDICT_BINARY" && -x "$HEALTH_PREDICT_BINARY" ]] ||
+    fail 2 "HEALTH_PREDICT_BINARY='$HEALTH_PREDICT_BINARY' is not an executable file: point it at a built health-predict binary, or unset it to install one"
+  if [[ -n "${HP_BINARY:-}" ]]; then
+    echo "::notice title=health-predict action::HEALTH_PREDICT_BINARY is set: it is used instead of the binary input"
+  fi
+  HP_BINARY="$HEALTH_PREDICT_BINARY"
+  mode=binary
+  echo "health-predict: using HEALTH_PREDICT_BINARY=$HEALTH_PREDICT_BINARY (no download, no build)"
+else
+  mode="${HP_MODE:?HP_MODE is set by the cache-key step}"
+fi
 
 case "$mode" in
   binary)
