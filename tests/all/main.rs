@@ -21,3 +21,4 @@ mod model;
 mod pipeline;
 mod registry;
 mod serve;
+mod workflows;

@@ -163,9 +163,11 @@ struct Store {
     kubelet: Option<Kubelet>,
 }
 
-/// Runs a pod's container for port-forwards: given the pod object, the loopback address where its
-/// image serves (started on first use), or an error saying why it cannot run.
-pub type Kubelet = Arc<dyn Fn(&Value) -> Result<std::net::SocketAddr, String> + Send + Sync>;
+/// Runs a pod's container for port-forwards: given the pod object and the pull secrets its spec
+/// and service account name (the Secret objects found), the loopback address where its image
+/// serves (started on first use), or an error saying why it cannot run.
+pub type Kubelet =
+    Arc<dyn Fn(&Value, &[Value]) -> Result<std::net::SocketAddr, String> + Send + Sync>;
 
 struct Shared {
     store: Mutex<Store>,
@@ -2133,10 +2135,47 @@ fn portforward(
     let Some(port) = query.get("ports").and_then(|p| p.parse::<u16>().ok()) else {
         return status_response(400, "BadRequest", "one port is required in `ports`");
     };
-    let (pod, kubelet) = {
+    let (pod, kubelet, secrets) = {
         let s = inner.store.lock().expect("store lock");
         let pod = s.objects.get(&key(&t, &name)).cloned();
-        (pod, s.kubelet.clone())
+        let mut names: Vec<String> = Vec::new();
+        if let Some(p) = &pod {
+            let refs = p["spec"]["imagePullSecrets"].as_array().cloned();
+            names.extend(
+                refs.unwrap_or_default()
+                    .iter()
+                    .filter_map(|r| r["name"].as_str().map(str::to_owned)),
+            );
+            let account = p["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let sa = s.objects.get(&Key {
+                prefix: "api/v1".into(),
+                plural: "serviceaccounts".into(),
+                ns: Some(ns.clone()),
+                name: account.to_owned(),
+            });
+            if let Some(refs) = sa.and_then(|a| a["imagePullSecrets"].as_array()) {
+                names.extend(
+                    refs.iter()
+                        .filter_map(|r| r["name"].as_str().map(str::to_owned)),
+                );
+            }
+        }
+        let secrets: Vec<Value> = names
+            .iter()
+            .filter_map(|n| {
+                s.objects
+                    .get(&Key {
+                        prefix: "api/v1".into(),
+                        plural: "secrets".into(),
+                        ns: Some(ns.clone()),
+                        name: n.clone(),
+                    })
+                    .cloned()
+            })
+            .collect();
+        (pod, s.kubelet.clone(), secrets)
     };
     let Some(pod) = pod else {
         return not_found(&t, &name);
@@ -2171,7 +2210,7 @@ fn portforward(
     let accept =
         tokio_tungstenite::tungstenite::handshake::derive_accept_key(key_header.as_bytes());
     tokio::spawn(async move {
-        let backend = tokio::task::spawn_blocking(move || kubelet(&pod)).await;
+        let backend = tokio::task::spawn_blocking(move || kubelet(&pod, &secrets)).await;
         let Ok(upgraded) = upgrade.await else { return };
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             hyper_util::rt::TokioIo::new(upgraded),

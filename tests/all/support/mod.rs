@@ -87,6 +87,8 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
 }
 
 pub mod fake_kube;
+pub mod kubelet;
 pub mod moto;
 pub mod registry;
 pub mod scorer;
+pub mod workflow;

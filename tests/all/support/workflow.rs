@@ -114,10 +114,7 @@ pub struct Runner {
 impl Runner {
     pub fn new(root: &Path, dir: &Path) -> Runner {
         let mut env = BTreeMap::new();
-        env.insert(
-            "PATH".to_owned(),
-            std::env::var("PATH").unwrap_or_default(),
-        );
+        env.insert("PATH".to_owned(), std::env::var("PATH").unwrap_or_default());
         Runner {
             root: root.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -223,7 +220,9 @@ impl Runner {
                 return job_run;
             }
         }
-        job_run.environment = job.get("environment").map(|e| template(&ctx, &scalar(e), false));
+        job_run.environment = job
+            .get("environment")
+            .map(|e| template(&ctx, &scalar(e), false));
         let permissions = job.get("permissions").or_else(|| doc.get("permissions"));
         let id_token = permissions
             .and_then(|p| p.get("id-token"))
@@ -279,11 +278,7 @@ impl Runner {
             ("GITHUB_REPOSITORY", self.repository.clone()),
             (
                 "GITHUB_REPOSITORY_OWNER",
-                self.repository
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .into(),
+                self.repository.split('/').next().unwrap_or_default().into(),
             ),
             ("GITHUB_EVENT_NAME", self.event_name.clone()),
             ("GITHUB_EVENT_PATH", d(event_path)),
@@ -348,9 +343,12 @@ impl Runner {
                 }
             }
             let outcome;
-            let mut outputs = BTreeMap::new();
+            let outputs;
             if let Some(script) = step.get("run").map(scalar) {
-                let shell = step.get("shell").map(scalar).unwrap_or_else(|| "bash".into());
+                let shell = step
+                    .get("shell")
+                    .map(scalar)
+                    .unwrap_or_else(|| "bash".into());
                 assert_eq!(shell, "bash", "step {name}: only bash is supported");
                 let wd = step
                     .get("working-directory")
@@ -519,7 +517,10 @@ impl Runner {
         ctx["inputs"] = Value::Object(inputs);
         let failed_before = state.failed;
         state.failed = false;
-        let steps = action["runs"]["steps"].as_sequence().expect("steps").clone();
+        let steps = action["runs"]["steps"]
+            .as_sequence()
+            .expect("steps")
+            .clone();
         self.run_steps(&steps, &mut ctx, state, job, Some(dir));
         let ok = !state.failed;
         state.failed = failed_before || !ok;
@@ -923,7 +924,13 @@ impl Parser<'_> {
 /// `actions/checkout` puts in the workspace.
 pub fn checkout(root: &Path, dest: &Path) -> Result<(), String> {
     let out = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(root)
         .output()
         .map_err(|e| e.to_string())?;
