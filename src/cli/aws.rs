@@ -10,11 +10,11 @@ use serde::Serialize;
 
 use crate::aws::credentials::{self, CredentialMode, CredentialRequest};
 use crate::aws::ecr::{Ecr, EcrAuth, RepositoryState, write_docker_config};
-use crate::aws::image::{self, Base, BuildSpec, Pusher, RegistryLogin, Target};
 use crate::aws::{AwsError, AwsSettings, Resolved, sdk_config};
 use crate::cli::{Context, env};
 use crate::exit::{Classify, Exit};
 use crate::kube::pull_secret::{NamespaceOutcome, PullSecretRequest, apply_pull_secret};
+use crate::oci::{self as image, Base, BuildSpec, Pusher, RegistryLogin, Target};
 use crate::output::{Render, emit};
 use crate::secret::Secret;
 
