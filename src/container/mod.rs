@@ -268,6 +268,42 @@ impl Runtime {
         Ok(reference)
     }
 
+    /// Pulls a reference unless the runtime has it.
+    pub async fn pull(&self, reference: &str) -> Result<(), ContainerError> {
+        if self
+            .exec(
+                &["image", "inspect", "--format", "{{.Id}}", reference],
+                SHORT,
+            )
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.exec(&["pull", reference], LOAD).await.map(|_| ())
+    }
+
+    /// The image ID of a local image (what identifies it when the reference has no digest).
+    pub fn digest_of(&self, reference: &str) -> String {
+        std::process::Command::new(&self.program)
+            .args(["image", "inspect", "--format", "{{.Id}}", reference])
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .map_or_else(
+                || "unknown".into(),
+                |id| {
+                    if id.starts_with("sha256:") {
+                        id
+                    } else {
+                        format!("sha256:{id}")
+                    }
+                },
+            )
+    }
+
     /// Starts a detached container on the host network (the test talks to 127.0.0.1).
     pub async fn run(&self, spec: &RunSpec) -> Result<Container, ContainerError> {
         let mut args = vec![

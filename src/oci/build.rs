@@ -58,7 +58,7 @@ pub struct Blob {
 }
 
 impl Blob {
-    pub(crate) fn new(media_type: &str, bytes: impl Into<Bytes>) -> Blob {
+    pub fn new(media_type: &str, bytes: impl Into<Bytes>) -> Blob {
         let bytes = bytes.into();
         Blob {
             media_type: media_type.into(),
@@ -211,9 +211,14 @@ pub fn build(spec: &BuildSpec) -> Result<Image, OciError> {
         }
     }
     layers.push(ours);
+    assemble(layers, &config, files)
+}
+
+/// Config and manifest blobs for `layers` under `config`.
+fn assemble(layers: Vec<Blob>, config: &Value, files: Vec<String>) -> Result<Image, OciError> {
     let config = Blob::new(
         CONFIG_TYPE,
-        serde_json::to_vec(&config).map_err(|e| OciError::Image(e.to_string()))?,
+        serde_json::to_vec(config).map_err(|e| OciError::Image(e.to_string()))?,
     );
     let manifest = json!({
         "schemaVersion": 2,
@@ -232,6 +237,40 @@ pub fn build(spec: &BuildSpec) -> Result<Image, OciError> {
         manifest,
         files,
     })
+}
+
+impl Image {
+    fn config_value(&self) -> Result<Value, OciError> {
+        serde_json::from_slice(&self.config.bytes)
+            .map_err(|e| OciError::Image(format!("config: {e}")))
+    }
+
+    /// A copy with its config changed by `f` (e.g. another entrypoint); new digests.
+    pub fn with_config(&self, f: impl FnOnce(&mut Value)) -> Result<Image, OciError> {
+        let mut config = self.config_value()?;
+        f(&mut config);
+        assemble(self.layers.clone(), &config, self.files.clone())
+    }
+
+    /// A copy with one more layer on top, from an uncompressed tar (OCI whiteouts, `.wh.NAME`,
+    /// delete a lower layer's file); new digests.
+    pub fn with_layer(&self, tar: &[u8]) -> Result<Image, OciError> {
+        let mut config = self.config_value()?;
+        let diff_id = sha256_digest(tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(tar)
+            .map_err(|e| OciError::Image(format!("compressing the layer: {e}")))?;
+        let gz = gz
+            .finish()
+            .map_err(|e| OciError::Image(format!("compressing the layer: {e}")))?;
+        match config["rootfs"]["diff_ids"].as_array_mut() {
+            Some(ids) => ids.push(json!(diff_id)),
+            None => config["rootfs"] = json!({"type": "layers", "diff_ids": [diff_id]}),
+        }
+        let mut layers = self.layers.clone();
+        layers.push(Blob::new(LAYER_TYPE, gz));
+        assemble(layers, &config, self.files.clone())
+    }
 }
 
 /// The dynamic loader and shared libraries `ldd` lists for a binary; empty when it is static.

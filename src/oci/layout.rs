@@ -125,3 +125,69 @@ pub fn write_archive(path: &Path, image: &Image, names: &ImageNames) -> Result<u
     crate::fsutil::write_atomic(path, &bytes).map_err(write_err(path))?;
     Ok(bytes.len() as u64)
 }
+
+/// Tars an OCI layout directory into `out` with a fresh `index.json` that names only its
+/// linux image (`localhost/health-predict-test:<digest prefix>`); returns its manifest and config
+/// digests, read from the blobs and checked against them.
+pub fn archive_dir(dir: &Path, out: &Path) -> Result<(String, String), OciError> {
+    let bad = |m: String| OciError::Image(format!("layout {}: {m}", dir.display()));
+    let index: Value = std::fs::read(dir.join("index.json"))
+        .map_err(|e| bad(format!("cannot read index.json: {e}")))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(format!("index.json: {e}"))))?;
+    let list = index["manifests"]
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| bad("index.json lists no manifests".into()))?;
+    let desc = list
+        .iter()
+        .find(|m| m["platform"]["os"] == "linux")
+        .unwrap_or(&list[0])
+        .clone();
+    let manifest_digest = desc["digest"]
+        .as_str()
+        .ok_or_else(|| bad("a descriptor without a digest".into()))?
+        .to_owned();
+    let blob = |digest: &str| -> Result<Vec<u8>, OciError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| bad(format!("unsupported digest {digest:?}")))?;
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(hex))
+            .map_err(|e| bad(format!("blob {digest}: {e}")))?;
+        if super::sha256_digest(&bytes) != digest {
+            return Err(bad(format!("blob {digest} does not match its digest")));
+        }
+        Ok(bytes)
+    };
+    let manifest: Value = serde_json::from_slice(&blob(&manifest_digest)?)
+        .map_err(|e| bad(format!("manifest: {e}")))?;
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| bad("the manifest has no config (an index? pass its image)".into()))?
+        .to_owned();
+    let mut tar = TarBuilder::default();
+    tar.file("oci-layout", 0o644, OCI_LAYOUT);
+    let mut named = desc.clone();
+    named["annotations"] = json!({
+        "io.containerd.image.name": format!("localhost/health-predict-test:{}", &manifest_digest[7..19]),
+        "org.opencontainers.image.ref.name": &manifest_digest[7..19],
+    });
+    let new_index = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [named]});
+    tar.file(
+        "index.json",
+        0o644,
+        &serde_json::to_vec(&new_index).unwrap_or_default(),
+    );
+    let mut digests = vec![manifest_digest.clone(), config_digest.clone()];
+    for l in manifest["layers"].as_array().into_iter().flatten() {
+        if let Some(d) = l["digest"].as_str() {
+            digests.push(d.to_owned());
+        }
+    }
+    for d in digests {
+        let bytes = blob(&d)?;
+        tar.file(&format!("blobs/sha256/{}", &d[7..]), 0o644, &bytes);
+    }
+    crate::fsutil::write_atomic(out, &tar.finish()).map_err(write_err(out))?;
+    Ok((manifest_digest, config_digest))
+}

@@ -100,32 +100,60 @@ pub struct ContainerTest {
     pub report: SuiteReport,
 }
 
+/// The image a container test runs.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    /// An OCI archive, loaded and checked against the built digests, removed afterwards.
+    Archive {
+        path: PathBuf,
+        config_digest: String,
+        manifest_digest: String,
+    },
+    /// A reference the runtime pulls (or has); left in place afterwards.
+    Reference(String),
+}
+
 /// Loads the archive into the runtime, checks it is the built image, runs it on 127.0.0.1
 /// (a free port), runs the whole API suite against it (expecting `expect_version` from
 /// `/model-info`), writes JUnit and the container's logs, and removes container and image. A
 /// container that never gets ready is a failed check whose message names the cause and carries
 /// its output.
-#[allow(clippy::too_many_arguments)]
 pub async fn test_image(
     rt: &Runtime,
-    archive: &Path,
-    config_digest: &str,
-    manifest_digest: &str,
+    source: &ImageSource,
     expect_version: Option<&str>,
     latency_budget: Duration,
     junit: &Path,
     logs_path: &Path,
 ) -> anyhow::Result<ContainerTest> {
-    let reference = rt.load(archive, config_digest, manifest_digest).await?;
+    let (reference, digest) = match source {
+        ImageSource::Archive {
+            path,
+            config_digest,
+            manifest_digest,
+        } => (
+            rt.load(path, config_digest, manifest_digest).await?,
+            manifest_digest.clone(),
+        ),
+        ImageSource::Reference(r) => {
+            rt.pull(r).await?;
+            let digest = r
+                .split_once('@')
+                .map_or_else(|| rt.digest_of(r), |(_, d)| d.to_owned());
+            (r.clone(), digest)
+        }
+    };
     let result = run_container(rt, &reference, expect_version, latency_budget).await;
-    rt.remove_image(&reference).await;
+    if matches!(source, ImageSource::Archive { .. }) {
+        rt.remove_image(&reference).await;
+    }
     let (report, cold_start, logs) = result?;
     crate::fsutil::write_atomic(logs_path, logs.as_bytes())
         .with_context(|| format!("cannot write {}", logs_path.display()))?;
     apitest::write_junit(&report, junit)?;
     Ok(ContainerTest {
         runtime: rt.engine,
-        digest: manifest_digest.to_owned(),
+        digest,
         cold_start_ms: cold_start.map(|d| d.as_secs_f64() * 1000.0),
         logs_path: logs_path.display().to_string(),
         report,

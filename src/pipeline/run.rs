@@ -813,11 +813,14 @@ async fn steps(
             let budget = std::time::Duration::from_secs_f64(cfg.latency_budget_ms / 1000.0);
             let (report, target) = match (&st.runtime, &st.built) {
                 (Some(rt), Some(built)) => {
+                    let source = super::image::ImageSource::Archive {
+                        path: built.archive.clone(),
+                        config_digest: built.image.config.digest.clone(),
+                        manifest_digest: built.digest().to_owned(),
+                    };
                     let t = super::image::test_image(
                         rt,
-                        &built.archive,
-                        &built.image.config.digest,
-                        built.digest(),
+                        &source,
                         Some(&version.to_string()),
                         budget,
                         &junit,

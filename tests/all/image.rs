@@ -228,3 +228,212 @@ fn kubernetes_without_kind_on_path_fails_with_a_hint() {
     assert!(err.contains("--image-repository"), "{err}");
     assert_eq!(step(&doc, "deploy")["status"], "skipped");
 }
+
+/// The container runtime the tests use (docker with a daemon, else podman); `None` skips
+/// locally, and fails under CI, where `.ci/run` installs podman.
+fn runtime() -> Option<PathBuf> {
+    for name in ["docker", "podman"] {
+        if let Some(p) = crate::support::require_tool_quiet(name) {
+            let ok = Command::new(&p)
+                .args(["version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return Some(p);
+            }
+        }
+    }
+    crate::support::require_tool("podman")
+}
+
+fn leftovers(rt: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for args in [
+        &["ps", "-a", "--format", "{{.Names}} {{.Image}}"][..],
+        &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"][..],
+    ] {
+        let (_, out, _) = run(Command::new(rt).args(args));
+        found.extend(
+            out.lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned),
+        );
+    }
+    found
+}
+
+#[test]
+fn a_default_run_tests_the_image_it_publishes_as_a_container() {
+    let Some(rt) = runtime() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, err) = run(hp(dir.path())
+        .env_remove("HEALTH_PREDICT_CONTAINER_RUNTIME")
+        .args([
+            "--output",
+            "json",
+            "pipeline",
+            "run",
+            "--run-dir",
+            "runs/boot",
+        ])
+        .args(FAST));
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let digest = doc["image_build"]["digest"].as_str().unwrap().to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    // The suite ran against the container of exactly that image...
+    let t = &doc["api_test"];
+    assert!(
+        t["target"].as_str().unwrap().starts_with("container:"),
+        "{t}"
+    );
+    assert_eq!(t["digest"], digest.as_str());
+    assert!(t["fallback"].is_null());
+    assert!(t["cold_start_ms"].as_f64().is_some());
+    assert!(
+        doc["tests"]["passed"].as_u64().unwrap() >= 10,
+        "{}",
+        doc["tests"]
+    );
+    assert_eq!(doc["tests"]["failed"], 0);
+    assert!(
+        step(&doc, "api-test")["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&digest)
+    );
+    let junit = std::fs::read_to_string(dir.path().join("runs/boot/junit.xml")).unwrap();
+    assert!(!junit.contains("<failure"), "{junit}");
+    assert!(dir.path().join("runs/boot/container.log").exists());
+
+    // ...and the same digest was published: on the local target, an OCI archive in the state
+    // directory whose index names that manifest.
+    assert_eq!(doc["published"]["digest"], digest.as_str());
+    let archive = dir.path().join(format!(
+        ".health-predict/images/{}.tar",
+        digest.replace(':', "-")
+    ));
+    assert_eq!(
+        doc["published"]["destination"],
+        format!(
+            "archive:{}",
+            archive.strip_prefix(dir.path()).unwrap().display()
+        )
+    );
+    let (code, index, err) = run(Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("index.json"));
+    assert_eq!(code, 0, "{err}");
+    let index: Value = serde_json::from_str(&index).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+    assert_eq!(
+        doc["image"],
+        format!("docker.io/health-predict/api@{digest}").as_str()
+    );
+    // Nothing is left running or loaded.
+    assert!(leftovers(&rt, &digest[7..19]).is_empty());
+}
+
+/// A small real model file (logistic regression on synthetic rows).
+fn small_model(dir: &Path) -> PathBuf {
+    use health_predict::model::{Algorithm, TrainRequest, train};
+    let table = health_predict::data::synth::generate(2_000, 3);
+    let mut req = TrainRequest::new(&table);
+    req.algorithm = Algorithm::Logistic;
+    req.trials = 1;
+    req.threads = Some(1);
+    let outcome = train(&req, &|_| {}).unwrap();
+    let path = dir.join("model.hpm");
+    outcome.model.save(&path).unwrap();
+    path
+}
+
+fn image_test(dir: &Path, layout: &Path, name: &str) -> (i32, String, String, String) {
+    let junit = dir.join(format!("{name}.xml"));
+    let (code, out, err) = run(hp(dir)
+        .args(["image", "test", "--layout"])
+        .arg(layout)
+        .args([
+            "--expect-version",
+            "7",
+            "--latency-budget-ms",
+            "2000",
+            "--junit",
+        ])
+        .arg(&junit));
+    let junit = std::fs::read_to_string(&junit).unwrap_or_default();
+    (code, out, err, junit)
+}
+
+#[test]
+fn broken_images_fail_with_a_diagnosis_and_the_container_output_in_the_report() {
+    use health_predict::oci::{self, Base, BuildSpec, ImageNames};
+    let Some(rt) = runtime() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = BuildSpec {
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_health-predict")),
+        model: small_model(dir.path()),
+        base: Base::None,
+        serve_args: vec!["--model-version=7".into()],
+        port: Some(8000),
+        ca_bundle: None,
+    };
+    let good = oci::build(&spec).unwrap();
+    let lib = good.files.iter().find(|f| f.contains("libgcc_s")).cloned();
+
+    // The control: the image as built passes, so the failures below are the breakage's.
+    let layout = dir.path().join("good");
+    oci::write_layout(&layout, &good, &ImageNames::default()).unwrap();
+    let (code, out, err, junit) = image_test(dir.path(), &layout, "good");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("0 failed"), "{out}");
+    assert!(!junit.contains("<failure"), "{junit}");
+
+    // A model path that does not exist in the image.
+    let bad_model = good
+        .with_config(|c| c["config"]["Entrypoint"][3] = "/model/missing.hpm".into())
+        .unwrap();
+    let layout = dir.path().join("bad-model");
+    oci::write_layout(&layout, &bad_model, &ImageNames::default()).unwrap();
+    let (code, out, err, junit) = image_test(dir.path(), &layout, "bad-model");
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        out.contains("the model file the entrypoint names is not in the image"),
+        "{out}"
+    );
+    // The crashed container's own output reaches the JUnit report.
+    assert!(junit.contains("<failure"), "{junit}");
+    assert!(
+        junit.contains("cannot read model file /model/missing.hpm"),
+        "{junit}"
+    );
+    assert!(leftovers(&rt, &bad_model.manifest.digest[7..19]).is_empty());
+
+    // A shared library deleted by a whiteout in a layer on top.
+    let Some(lib) = lib else {
+        eprintln!("skipped the missing-library case: the binary links no libgcc_s");
+        return;
+    };
+    let (parent, file) = lib.trim_start_matches('/').rsplit_once('/').unwrap();
+    let mut tar = oci::tar::TarBuilder::default();
+    tar.file(&format!("{parent}/.wh.{file}"), 0o644, b"");
+    let no_lib = good.with_layer(&tar.finish()).unwrap();
+    let layout = dir.path().join("no-lib");
+    oci::write_layout(&layout, &no_lib, &ImageNames::default()).unwrap();
+    let (code, out, err, junit) = image_test(dir.path(), &layout, "no-lib");
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        out.contains("a shared library is missing from the image: libgcc_s.so.1"),
+        "{out}"
+    );
+    assert!(
+        junit.contains("error while loading shared libraries"),
+        "{junit}"
+    );
+    assert!(leftovers(&rt, &no_lib.manifest.digest[7..19]).is_empty());
+}
