@@ -21,6 +21,9 @@ use crate::secret::Secret;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
+    /// Build the serving image (base + binary + model) and write it as an OCI layout and/or
+    /// archive: nothing pushed. Prints its digest and sizes.
+    Build(BuildArgs),
     /// Build the serving image (base + binary + model) and push it with the OCI distribution
     /// API: no Docker daemon. Prints the image reference by digest.
     Push(PushArgs),
@@ -54,29 +57,12 @@ pub struct TestArgs {
     pub latency_budget_ms: f64,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct PushArgs {
-    #[command(flatten)]
-    pub aws: AwsArgs,
+/// What goes into the image (shared by `image build` and `image push`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContentArgs {
     /// The model file to serve.
     #[arg(long, env = env::MODEL)]
     pub model: PathBuf,
-    /// Repository name, e.g. `health-predict`.
-    #[arg(long, env = env::IMAGE_REPOSITORY)]
-    pub repository: String,
-    /// Tag to push, e.g. the commit SHA.
-    #[arg(long, env = env::IMAGE_TAG)]
-    pub tag: String,
-    /// Registry URL or host (`https://` unless given, e.g. `http://127.0.0.1:5000`)
-    /// [default with --ecr: the ECR registry of the account].
-    #[arg(long, env = env::IMAGE_REGISTRY)]
-    pub registry: Option<String>,
-    /// Log in with an ECR authorization token (user `AWS`, 12-hour password).
-    #[arg(long)]
-    pub ecr: bool,
-    /// With --ecr: create the repository if it does not exist.
-    #[arg(long, requires = "ecr")]
-    pub create_repository: bool,
     /// Base image: an OCI image layout directory, or `none` (scratch plus the binary's shared
     /// libraries as `ldd` lists them).
     #[arg(long, default_value = "none", env = env::IMAGE_BASE)]
@@ -94,6 +80,142 @@ pub struct PushArgs {
     /// Container port to declare.
     #[arg(long, default_value_t = 8000, env = env::IMAGE_PORT)]
     pub port: u16,
+}
+
+impl ContentArgs {
+    fn spec(&self) -> anyhow::Result<BuildSpec> {
+        let binary = match &self.binary {
+            Some(b) => b.clone(),
+            None => std::env::current_exe().classify(
+                Exit::Usage,
+                "pass --binary with the health-predict executable",
+            )?,
+        };
+        let ca_bundle = match self.ca_bundle.as_deref() {
+            Some("none") => None,
+            Some(p) => Some(PathBuf::from(p)),
+            None => {
+                let host = std::path::Path::new("/").join(image::CA_BUNDLE_PATH);
+                (matches!(self.base, Base::None) && host.is_file()).then_some(host)
+            }
+        };
+        Ok(BuildSpec {
+            ca_bundle,
+            binary,
+            model: self.model.clone(),
+            base: self.base.clone(),
+            serve_args: self.serve_args.clone(),
+            port: Some(self.port),
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub content: ContentArgs,
+    /// Write the image as an OCI image layout directory.
+    #[arg(long, required_unless_present = "archive")]
+    pub layout: Option<PathBuf>,
+    /// Write the image as an OCI archive (a tar of the layout: `kind load image-archive`,
+    /// `podman load`, `docker load`).
+    #[arg(long)]
+    pub archive: Option<PathBuf>,
+    /// The name the layout's index gives the image (also the digest reference of its repository).
+    #[arg(long, default_value = "docker.io/health-predict/api:local")]
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct BuildOutput {
+    digest: String,
+    compressed_bytes: u64,
+    unpacked_bytes: u64,
+    layers: usize,
+    files: Vec<String>,
+    layout: Option<String>,
+    archive: Option<String>,
+    build_seconds: f64,
+}
+
+impl Render for BuildOutput {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "digest {}", self.digest)?;
+        writeln!(
+            out,
+            "{:.1} MB compressed, {:.1} MB unpacked, {} layer(s), built in {:.2}s",
+            self.compressed_bytes as f64 / 1e6,
+            self.unpacked_bytes as f64 / 1e6,
+            self.layers,
+            self.build_seconds
+        )?;
+        for p in self.layout.iter().chain(&self.archive) {
+            writeln!(out, "wrote {p}")?;
+        }
+        Ok(())
+    }
+}
+
+async fn build(args: BuildArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    let spec = args.content.spec()?;
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || image::build(&spec)).await??;
+    let build_seconds = started.elapsed().as_secs_f64();
+    let repository = args
+        .name
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(args.name.as_str(), |(r, _)| r);
+    let names = image::ImageNames(vec![
+        args.name.clone(),
+        format!("{repository}@{}", built.manifest.digest),
+    ]);
+    if let Some(dir) = &args.layout {
+        image::write_layout(dir, &built, &names)?;
+    }
+    if let Some(path) = &args.archive {
+        image::write_archive(path, &built, &names)?;
+    }
+    let (compressed_bytes, unpacked_bytes) = crate::pipeline::image::sizes(&built)?;
+    let _ = crate::ci::set_output("digest", &built.manifest.digest);
+    emit(
+        ctx.output,
+        &BuildOutput {
+            digest: built.manifest.digest.clone(),
+            compressed_bytes,
+            unpacked_bytes,
+            layers: built.layers.len(),
+            files: built.files.clone(),
+            layout: args.layout.as_ref().map(|p| p.display().to_string()),
+            archive: args.archive.as_ref().map(|p| p.display().to_string()),
+            build_seconds,
+        },
+    )?;
+    Ok(Exit::Success)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub content: ContentArgs,
+    /// Repository name, e.g. `health-predict`.
+    #[arg(long, env = env::IMAGE_REPOSITORY)]
+    pub repository: String,
+    /// Tag to push, e.g. the commit SHA.
+    #[arg(long, env = env::IMAGE_TAG)]
+    pub tag: String,
+    /// Registry URL or host (`https://` unless given, e.g. `http://127.0.0.1:5000`)
+    /// [default with --ecr: the ECR registry of the account].
+    #[arg(long, env = env::IMAGE_REGISTRY)]
+    pub registry: Option<String>,
+    /// Log in with an ECR authorization token (user `AWS`, 12-hour password).
+    #[arg(long)]
+    pub ecr: bool,
+    /// With --ecr: create the repository if it does not exist.
+    #[arg(long, requires = "ecr")]
+    pub create_repository: bool,
     /// Upload blobs larger than this many MiB in PATCH chunks of that size (0: one PUT per
     /// blob). Keep 0 for ECR, which mishandles multi-chunk uploads.
     #[arg(long, default_value_t = 0, env = env::IMAGE_CHUNK_MIB)]
@@ -108,6 +230,7 @@ pub struct PushArgs {
 
 pub async fn image(cmd: ImageCommand, ctx: &Context) -> anyhow::Result<Exit> {
     match cmd {
+        ImageCommand::Build(a) => build(a, ctx).await,
         ImageCommand::Push(a) => push(a, ctx).await,
         ImageCommand::Test(a) => test(a, ctx).await,
     }
@@ -142,13 +265,6 @@ impl Render for PushOutput {
 }
 
 async fn push(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let binary = match &args.binary {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().classify(
-            Exit::Usage,
-            "pass --binary with the health-predict executable",
-        )?,
-    };
     let mut repository_created = None;
     let (registry, login) = if args.ecr {
         let (ecr, _) = args.aws.ecr().await?;
@@ -192,22 +308,7 @@ async fn push(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
         (registry, login)
     };
     let target = Target::new(&registry, &args.repository, &args.tag)?;
-    let ca_bundle = match args.ca_bundle.as_deref() {
-        Some("none") => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            let host = std::path::Path::new("/").join(image::CA_BUNDLE_PATH);
-            (matches!(args.base, Base::None) && host.is_file()).then_some(host)
-        }
-    };
-    let spec = BuildSpec {
-        ca_bundle,
-        binary,
-        model: args.model.clone(),
-        base: args.base.clone(),
-        serve_args: args.serve_args.clone(),
-        port: Some(args.port),
-    };
+    let spec = args.content.spec()?;
     let started = std::time::Instant::now();
     let built = tokio::task::spawn_blocking(move || image::build(&spec)).await??;
     let build_seconds = started.elapsed().as_secs_f64();
