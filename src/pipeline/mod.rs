@@ -3,6 +3,7 @@
 //! module that depends on all the others; none depends on it.
 
 pub mod config;
+pub mod image;
 pub mod kubernetes;
 pub mod ledger;
 pub mod local_deploy;

@@ -16,6 +16,7 @@ mod data;
 mod drift;
 mod gate;
 mod github;
+mod image;
 mod kube;
 mod model;
 mod pipeline;
