@@ -237,7 +237,7 @@ fn runner(dir: &Path, cluster: &Cluster, user_files: Option<PathBuf>, api: &str)
     for (k, v) in [
         ("HEALTH_PREDICT_MIN_HOLDOUT_ROWS", "200"),
         ("HEALTH_PREDICT_PIPELINE_LATENCY_BUDGET_MS", "2000"),
-        ("HEALTH_PREDICT_LATENCY_BUDGET", "2000"),
+        ("HEALTH_PREDICT_LATENCY_BUDGET", "2s"),
         ("HEALTH_PREDICT_VERIFY_TIMEOUT", "60"),
     ] {
         r.env.insert(k.into(), v.into());

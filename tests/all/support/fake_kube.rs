@@ -2275,12 +2275,16 @@ async fn relay<S>(
         }
     };
     let (mut from_pod, mut to_pod) = conn.into_split();
+    // TCP half-close semantics: when the pod stops reading (e.g. it answered 413 to a body it
+    // will not read) the client's bytes are still consumed, so the client is never reset before
+    // it reads the answer; the stream closes when the client closes it.
     let upstream = async {
+        let mut pod_open = true;
         while let Some(Ok(msg)) = rx.next().await {
             match msg {
                 Message::Binary(b) if b.first() == Some(&0) => {
-                    if to_pod.write_all(&b[1..]).await.is_err() {
-                        break;
+                    if pod_open && to_pod.write_all(&b[1..]).await.is_err() {
+                        pod_open = false;
                     }
                 }
                 Message::Close(_) => break,
@@ -2304,7 +2308,8 @@ async fn relay<S>(
                 }
             }
         }
-        let _ = tx.close().await;
+        tx
     };
-    tokio::join!(upstream, downstream);
+    let ((), mut tx) = tokio::join!(upstream, downstream);
+    let _ = tx.close().await;
 }
