@@ -556,6 +556,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_serving_image_is_recorded_per_version_without_touching_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = reg(dir.path());
+        r.register(b"one", &Registration::default()).await.unwrap();
+        assert_eq!(r.record(1).await.unwrap().image, None);
+        let image = "127.0.0.1:5000/health-predict@sha256:abc";
+        r.set_image(1, image).await.unwrap();
+        r.set_image(1, image).await.unwrap();
+        let (bytes, record) = r.fetch(1).await.unwrap();
+        assert_eq!(bytes, b"one");
+        assert_eq!(record.image.as_deref(), Some(image));
+        assert!(matches!(
+            r.set_image(2, image).await,
+            Err(RegistryError::NoVersion { version: 2, .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn promote_is_idempotent_and_rollback_returns_to_previous() {
         let dir = tempfile::tempdir().unwrap();
         let r = reg(dir.path());
