@@ -576,3 +576,90 @@ mod push {
         }
     }
 }
+
+/// deploy = kubernetes with a repository: the tested image is pushed in-process (no child
+/// process) and the registry, the report and the Deployment agree on one digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_image_is_the_tested_one_and_is_deployed_by_digest() {
+    let Some(registry) = crate::support::registry::Registry::start_open() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeKube::start().await;
+    let kc = fake.kubeconfig(dir.path());
+    let mut cmd = hp(dir.path());
+    cmd.env("KUBECONFIG", &kc)
+        .env_remove("HEALTH_PREDICT_CONTAINER_RUNTIME")
+        .args([
+            "--output",
+            "json",
+            "pipeline",
+            "run",
+            "--run-dir",
+            "runs/push",
+        ])
+        .args(FAST)
+        .args([
+            "--deploy",
+            "kubernetes",
+            "--image-repository",
+            "team/health-predict",
+            "--image-registry",
+            registry.url.as_str(),
+            "--step-timeout-seconds",
+            "60",
+        ]);
+    let (_, stdout, err) = tokio::task::spawn_blocking(move || run(&mut cmd))
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}): {stdout}\n{err}"));
+    assert_eq!(step(&doc, "push")["status"], "passed", "{doc}\n{err}");
+    let digest = doc["image_build"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(doc["published"]["digest"], digest.as_str());
+    if doc["api_test"]["target"]
+        .as_str()
+        .unwrap()
+        .starts_with("container:")
+    {
+        assert_eq!(doc["api_test"]["digest"], digest.as_str());
+    } else {
+        assert!(
+            !crate::support::in_ci(),
+            "CI has podman: {}",
+            doc["api_test"]
+        );
+    }
+    // The registry holds that manifest under the run's tag.
+    health_predict::install_crypto_provider();
+    let tag = doc["image_build"]["tag"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/team/health-predict/manifests/{tag}",
+            registry.url
+        ))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["docker-content-digest"].to_str().unwrap(),
+        digest
+    );
+    let host = registry.url.trim_start_matches("http://").to_owned();
+    let reference = format!("{host}/team/health-predict@{digest}");
+    assert_eq!(doc["image"], reference.as_str());
+    let deployment = fake
+        .get(
+            "apps/v1",
+            "deployments",
+            Some("health-predict"),
+            "health-predict",
+        )
+        .expect("the deployment was applied");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        reference.as_str()
+    );
+}
