@@ -96,7 +96,7 @@ pub enum Command {
     /// Amazon ECR: pull secrets and docker logins from short-lived credentials.
     #[command(subcommand)]
     Ecr(aws::EcrCommand),
-    /// Build and push the serving image without a Docker daemon.
+    /// Build, test as a container, and push the serving image (no Docker daemon needed to build).
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Publish results to GitHub: check run, job summary, PR comment, step outputs.

@@ -449,9 +449,14 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             None => (
                 true,
                 format!(
-                    "load the tested image into kind: `kind load image-archive <run-dir>/image-kind.tar --name {}`; deploy {}@sha256:<digest>",
+                    "load the tested image into kind: `kind load image-archive <run-dir>/image-kind.tar --name {}`; deploy {}@sha256:<digest>{}",
                     cfg.kind_cluster,
-                    crate::pipeline::image::LOCAL_REPOSITORY
+                    crate::pipeline::image::LOCAL_REPOSITORY,
+                    if crate::kube::cluster::find_program("kind").is_none() {
+                        " (kind is not on PATH: install it, or set --image-repository to push instead)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
         },

@@ -437,3 +437,229 @@ fn broken_images_fail_with_a_diagnosis_and_the_container_output_in_the_report() 
     );
     assert!(leftovers(&rt, &no_lib.manifest.digest[7..19]).is_empty());
 }
+
+/// `image push` against Debian's docker-registry behind a fault-injection proxy.
+mod push {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::support::moto::{Fault, FaultProxy};
+    use crate::support::registry::Registry;
+    use crate::support::{bin, run};
+
+    async fn exec(mut cmd: Command) -> (i32, String, String) {
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+            .await
+            .expect("join")
+    }
+
+    fn json_of(stdout: &str) -> Value {
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("one JSON document ({e}): {stdout}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registry_faults_are_retried_and_chunked_uploads_work() {
+        let Some(registry) = Registry::start("AWS", "registry-password-3d9e") else {
+            return;
+        };
+        let proxy = FaultProxy::start(&registry.url).await;
+        proxy.inject("GET v2", [Fault::registry(503, "UNAVAILABLE")]);
+        proxy.inject("HEAD blobs", [Fault::Delay(Duration::from_secs(15))]);
+        proxy.inject("POST uploads", [Fault::registry(429, "TOOMANYREQUESTS")]);
+        proxy.inject("PATCH uploads", [Fault::registry(500, "UNKNOWN")]);
+        proxy.inject("PUT manifests", [Fault::registry(502, "UNAVAILABLE")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("model.json");
+        std::fs::write(&model, b"{}").expect("model");
+        let push = |tag: &str| {
+            let mut c = bin();
+            c.env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HEALTH_PREDICT_REGISTRY_PASSWORD", "registry-password-3d9e")
+                .args([
+                    "image",
+                    "push",
+                    "--registry",
+                    proxy.url.as_str(),
+                    "--registry-user",
+                    "AWS",
+                    "--repository",
+                    "team/health-predict",
+                    "--tag",
+                    tag,
+                    "--model",
+                    model.to_str().expect("utf8"),
+                    "--chunk-mib",
+                    "1",
+                    "--registry-timeout",
+                    "6s",
+                    "--output",
+                    "json",
+                ]);
+            c
+        };
+        let (code, out, err) = exec(push("chunked")).await;
+        assert_eq!(code, 0, "{err}");
+        let report = json_of(&out);
+        assert_eq!(report["uploaded_blobs"], 2);
+        // Each fault cost one extra request, and the layer went up in 1 MiB chunks.
+        assert_eq!(proxy.calls("GET v2"), 2);
+        assert!(
+            proxy.calls("HEAD blobs") >= 3,
+            "{}",
+            proxy.calls("HEAD blobs")
+        );
+        assert_eq!(proxy.calls("PUT manifests"), 2);
+        let layer_bytes = report["uploaded_bytes"].as_u64().expect("bytes");
+        let chunks = layer_bytes.div_ceil(1 << 20) as u32;
+        assert!(
+            proxy.calls("PATCH uploads") >= chunks,
+            "{} < {chunks}",
+            proxy.calls("PATCH uploads")
+        );
+
+        // A real refusal (400) is reported at once, not retried.
+        proxy.inject("PUT manifests", [Fault::registry(400, "MANIFEST_INVALID")]);
+        let before = proxy.calls("PUT manifests");
+        let (code, _, err) = exec(push("refused")).await;
+        assert_eq!(code, 5, "{err}");
+        assert!(err.contains("MANIFEST_INVALID"), "{err}");
+        assert_eq!(proxy.calls("PUT manifests"), before + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn push_through_a_bearer_token_realm() {
+        let Some(registry) = Registry::start_open() else {
+            return;
+        };
+        let gate = FaultProxy::start(&registry.url).await;
+        gate.require_bearer("robot", "robot-password-55e1", "bearer-token-0b7c2f");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("model.json");
+        std::fs::write(&model, b"{}").expect("model");
+        let mut c = bin();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HEALTH_PREDICT_REGISTRY_PASSWORD", "robot-password-55e1")
+            .args([
+                "image",
+                "push",
+                "--registry",
+                gate.url.as_str(),
+                "--registry-user",
+                "robot",
+                "--repository",
+                "health-predict",
+                "--tag",
+                "bearer",
+                "--model",
+                model.to_str().expect("utf8"),
+                "--output",
+                "json",
+                "-vv",
+            ]);
+        let (code, out, err) = exec(c).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(json_of(&out)["uploaded_blobs"], 2);
+        let scopes = gate.token_scopes();
+        assert_eq!(scopes.len(), 1, "{scopes:?}");
+        assert!(scopes[0].contains("service=fake-registry"), "{scopes:?}");
+        assert!(
+            scopes[0].contains("scope=repository%3Ahealth-predict%3Apull%2Cpush"),
+            "{scopes:?}"
+        );
+        let all = format!("{out}{err}");
+        for s in ["robot-password-55e1", "bearer-token-0b7c2f"] {
+            assert!(!all.contains(s), "a secret leaked");
+        }
+    }
+}
+
+/// deploy = kubernetes with a repository: the tested image is pushed in-process (no child
+/// process) and the registry, the report and the Deployment agree on one digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_image_is_the_tested_one_and_is_deployed_by_digest() {
+    let Some(registry) = crate::support::registry::Registry::start_open() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeKube::start().await;
+    let kc = fake.kubeconfig(dir.path());
+    let mut cmd = hp(dir.path());
+    cmd.env("KUBECONFIG", &kc)
+        .env_remove("HEALTH_PREDICT_CONTAINER_RUNTIME")
+        .args([
+            "--output",
+            "json",
+            "pipeline",
+            "run",
+            "--run-dir",
+            "runs/push",
+        ])
+        .args(FAST)
+        .args([
+            "--deploy",
+            "kubernetes",
+            "--image-repository",
+            "team/health-predict",
+            "--image-registry",
+            registry.url.as_str(),
+            "--step-timeout-seconds",
+            "60",
+        ]);
+    let (_, stdout, err) = tokio::task::spawn_blocking(move || run(&mut cmd))
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}): {stdout}\n{err}"));
+    assert_eq!(step(&doc, "push")["status"], "passed", "{doc}\n{err}");
+    let digest = doc["image_build"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(doc["published"]["digest"], digest.as_str());
+    if doc["api_test"]["target"]
+        .as_str()
+        .unwrap()
+        .starts_with("container:")
+    {
+        assert_eq!(doc["api_test"]["digest"], digest.as_str());
+    } else {
+        assert!(
+            !crate::support::in_ci(),
+            "CI has podman: {}",
+            doc["api_test"]
+        );
+    }
+    // The registry holds that manifest under the run's tag.
+    health_predict::install_crypto_provider();
+    let tag = doc["image_build"]["tag"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/team/health-predict/manifests/{tag}",
+            registry.url
+        ))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["docker-content-digest"].to_str().unwrap(),
+        digest
+    );
+    let host = registry.url.trim_start_matches("http://").to_owned();
+    let reference = format!("{host}/team/health-predict@{digest}");
+    assert_eq!(doc["image"], reference.as_str());
+    let deployment = fake
+        .get(
+            "apps/v1",
+            "deployments",
+            Some("health-predict"),
+            "health-predict",
+        )
+        .expect("the deployment was applied");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        reference.as_str()
+    );
+}
