@@ -244,7 +244,7 @@ async fn ensure_namespace(client: &Client, ns: &str) -> Result<(), KubeError> {
             tracing::warn!(namespace = %ns, "not allowed to manage the namespace; assuming it exists");
             Ok(())
         }
-        Err((e, _)) => Err(KubeError::api(&format!("applying Namespace {ns}"), e)),
+        Err((e, _)) => Err(KubeError::api(format!("applying Namespace {ns}"), e)),
     }
 }
 

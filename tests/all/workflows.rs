@@ -8,8 +8,8 @@
 //!   `kind` executable that validates and records `kind load image-archive`, answers `get clusters`
 //!   and `export logs`; a kubelet stand-in runs the loaded (or pulled) image for real when the API
 //!   server's port-forward reaches its pod;
-//! - `actions/upload-artifact`: copies the paths; `actions/cache`: a miss;
-//!   `aws-actions/configure-aws-credentials`: moto's endpoint and keys.
+//! - `actions/upload-artifact`: copies the paths; `actions/cache`: a miss.
+//!
 //! Around them: moto (STS, ECR), a local OIDC token endpoint (offered only to jobs with
 //! `id-token: write`), Debian's docker-registry standing in for ECR's registry host, a wiremock
 //! GitHub API recording check runs and comments, and a bare git repository as the state remote.

@@ -2282,10 +2282,12 @@ async fn relay<S>(
         let mut pod_open = true;
         while let Some(Ok(msg)) = rx.next().await {
             match msg {
-                Message::Binary(b) if b.first() == Some(&0) => {
-                    if pod_open && to_pod.write_all(&b[1..]).await.is_err() {
-                        pod_open = false;
-                    }
+                Message::Binary(b)
+                    if b.first() == Some(&0)
+                        && pod_open
+                        && to_pod.write_all(&b[1..]).await.is_err() =>
+                {
+                    pod_open = false;
                 }
                 Message::Close(_) => break,
                 _ => {}

@@ -20,6 +20,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
+/// Copies a blob (or the manifest) by digest to a file.
+type Fetch = Box<dyn Fn(&str, &Path) -> Result<(), String>>;
+
 /// Runs images; kills what it started when dropped.
 pub struct Kubelet {
     /// Where the kind stand-in keeps loaded archives (`<digest hex>.tar`).
@@ -64,10 +67,10 @@ impl Kubelet {
             .ok_or("the pod has no container image")?
             .to_owned();
         let mut running = self.running.lock().map_err(|e| e.to_string())?;
-        if let Some((child, addr)) = running.get_mut(&image) {
-            if child.try_wait().map_err(|e| e.to_string())?.is_none() {
-                return Ok(*addr);
-            }
+        if let Some((child, addr)) = running.get_mut(&image)
+            && child.try_wait().map_err(|e| e.to_string())?.is_none()
+        {
+            return Ok(*addr);
         }
         let (name, digest) = image
             .split_once("@sha256:")
@@ -77,7 +80,7 @@ impl Kubelet {
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
         let archive = self.node_images.join(format!("{digest}.tar"));
-        let fetch: Box<dyn Fn(&str, &Path) -> Result<(), String>> = if archive.is_file() {
+        let fetch: Fetch = if archive.is_file() {
             tar(&[
                 "-xf",
                 &archive.display().to_string(),

@@ -214,11 +214,11 @@ impl Runner {
                 ctx["env"][scalar(k)] = json!(value);
             }
         }
-        if let Some(cond) = job.get("if") {
-            if !eval_condition(&ctx, &scalar(cond), false) {
-                job_run.succeeded = true;
-                return job_run;
-            }
+        if let Some(cond) = job.get("if")
+            && !eval_condition(&ctx, &scalar(cond), false)
+        {
+            job_run.succeeded = true;
+            return job_run;
         }
         job_run.environment = job
             .get("environment")
@@ -243,8 +243,8 @@ impl Runner {
             failed: false,
             counter: 0,
         };
-        if id_token {
-            if let Some((url, token)) = &self.oidc {
+        if id_token && let Some((url, token)) = &self.oidc {
+            {
                 state
                     .process_env
                     .insert("ACTIONS_ID_TOKEN_REQUEST_URL".into(), url.clone());
@@ -493,7 +493,7 @@ impl Runner {
         ctx["env"] = env;
         let mut inputs = serde_json::Map::new();
         let declared = action["inputs"].as_mapping().expect("inputs");
-        for (k, _) in with {
+        for k in with.keys() {
             assert!(
                 declared.contains_key(Yaml::String(k.clone())),
                 "`with: {k}` is not an input of {}",
