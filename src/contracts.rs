@@ -26,6 +26,16 @@ pub struct RunReport<C = serde_json::Value> {
     pub production_after: Option<u64>,
     pub drift: Option<DriftSummary>,
     pub tests: Option<TestCounts>,
+    /// What the API suite ran against.
+    #[serde(default)]
+    pub api_test: Option<ApiTestRecord>,
+    /// The serving image this run built.
+    #[serde(default)]
+    pub image_build: Option<ImageRecord>,
+    /// Where the tested image went (its digest is the tested one).
+    #[serde(default)]
+    pub published: Option<Published>,
+    /// The image reference deployed (by digest when this run built it).
     pub image: Option<String>,
     pub holdout_auc: Option<f64>,
     pub run_dir: String,
@@ -71,6 +81,42 @@ pub struct TestCounts {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+}
+
+/// What the API tests ran against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiTestRecord {
+    /// `container:<runtime>` or `in-process`.
+    pub target: String,
+    /// The manifest digest of the image that ran (container tests).
+    pub digest: Option<String>,
+    /// Why the suite ran in-process, when it did.
+    pub fallback: Option<String>,
+    /// Container start to the first 200 on `/ready`.
+    pub cold_start_ms: Option<f64>,
+    /// The container's output.
+    pub logs: Option<String>,
+}
+
+/// The serving image a run built.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub digest: String,
+    pub tag: String,
+    pub archive: String,
+    pub compressed_bytes: u64,
+    pub unpacked_bytes: u64,
+    pub build_seconds: f64,
+}
+
+/// Where the tested image went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    /// `registry:<host/repo:tag>`, `kind:<cluster>` or `archive:<path>`.
+    pub destination: String,
+    /// The reference by digest deploy uses.
+    pub reference: String,
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

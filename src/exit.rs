@@ -194,6 +194,8 @@ fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Op
         crate::github::GithubError,
         crate::kube::KubeError,
         crate::aws::AwsError,
+        crate::oci::OciError,
+        crate::container::ContainerError,
     );
     None
 }

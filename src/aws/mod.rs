@@ -1,4 +1,5 @@
-//! AWS: GitHub OIDC to STS credentials, ECR tokens, docker configs and daemonless image pushes.
+//! AWS: GitHub OIDC to STS credentials, ECR tokens and docker configs. Image building and
+//! pushing live in [`crate::oci`]; ECR's registry login is handed to it as credentials.
 //!
 //! Responsible for talking to STS, ECR and OCI registries with short-lived credentials, and for
 //! keeping every token and password inside [`Secret`](crate::secret::Secret) from the moment it
@@ -11,7 +12,6 @@
 
 pub mod credentials;
 pub mod ecr;
-pub mod image;
 
 use std::time::Duration;
 
@@ -116,21 +116,6 @@ pub enum AwsError {
     },
     #[error("invalid setting: {0}")]
     Invalid(String),
-    #[error("registry {registry}: {operation} failed after {attempts} attempt(s): {message}")]
-    Registry {
-        registry: String,
-        operation: String,
-        attempts: u32,
-        message: String,
-    },
-    #[error("registry {registry} rejected the credentials for {operation} (HTTP {status})")]
-    RegistryAuth {
-        registry: String,
-        operation: String,
-        status: u16,
-    },
-    #[error("image: {0}")]
-    Image(String),
 }
 
 impl Diagnose for AwsError {
@@ -139,9 +124,7 @@ impl Diagnose for AwsError {
             AwsError::MissingIdTokenPermission { .. }
             | AwsError::AccessDenied { .. }
             | AwsError::NoCredentials { .. }
-            | AwsError::Invalid(_)
-            | AwsError::RegistryAuth { .. } => Exit::Usage,
-            AwsError::Image(_) => Exit::InvalidInput,
+            | AwsError::Invalid(_) => Exit::Usage,
             AwsError::DockerConfig { .. } => Exit::Failure,
             _ => Exit::Infra,
         }
@@ -167,9 +150,6 @@ impl Diagnose for AwsError {
             AwsError::BadToken(_) => "this is ECR's answer, not your input; re-run, and report it if it persists".into(),
             AwsError::DockerConfig { .. } => "choose a writable path with --docker-config (DOCKER_CONFIG)".into(),
             AwsError::Invalid(_) => "see --help for the accepted values".into(),
-            AwsError::Registry { .. } => "check the registry address (--registry) and that it speaks the OCI distribution API (/v2/)".into(),
-            AwsError::RegistryAuth { .. } => "use --ecr to log in with an ECR token, or set HEALTH_PREDICT_REGISTRY_USER/HEALTH_PREDICT_REGISTRY_PASSWORD; ECR tokens expire after 12 hours".into(),
-            AwsError::Image(_) => "--binary must be the health-predict executable, --model a model file, --base an OCI image layout directory or `none`".into(),
         })
     }
 }

@@ -1,4 +1,4 @@
-//! `ecr login`, `ecr refresh-secret` and `image push`: arguments into requests, and the one place
+//! `ecr login` and `ecr refresh-secret`: arguments into requests, and the one place
 //! the AWS side (ECR token) is composed with the Kubernetes side (pull secret), since leaf modules
 //! never import each other.
 
@@ -9,14 +9,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::aws::credentials::{self, CredentialMode, CredentialRequest};
-use crate::aws::ecr::{Ecr, EcrAuth, RepositoryState, write_docker_config};
-use crate::aws::image::{self, Base, BuildSpec, Pusher, RegistryLogin, Target};
-use crate::aws::{AwsError, AwsSettings, Resolved, sdk_config};
+use crate::aws::ecr::{Ecr, EcrAuth, write_docker_config};
+use crate::aws::{AwsSettings, Resolved, sdk_config};
 use crate::cli::{Context, env};
-use crate::exit::{Classify, Exit};
+use crate::exit::Exit;
 use crate::kube::pull_secret::{NamespaceOutcome, PullSecretRequest, apply_pull_secret};
 use crate::output::{Render, emit};
-use crate::secret::Secret;
 
 /// Where AWS is and which credentials to use: shared by every command here.
 #[derive(Debug, Clone, clap::Args)]
@@ -80,7 +78,7 @@ impl AwsArgs {
     }
 
     /// Credentials, then an ECR client signed with them.
-    async fn ecr(&self) -> anyhow::Result<(Ecr, Resolved)> {
+    pub(crate) async fn ecr(&self) -> anyhow::Result<(Ecr, Resolved)> {
         let settings = self.settings()?;
         let source = self.request().source(|k| std::env::var(k).ok())?;
         let resolved = credentials::resolve(&source, &settings).await?;
@@ -436,195 +434,6 @@ impl Shutdown {
         }
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ImageCommand {
-    /// Build the serving image (base + binary + model) and push it with the OCI distribution
-    /// API: no Docker daemon. Prints the image reference by digest.
-    Push(PushArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PushArgs {
-    #[command(flatten)]
-    pub aws: AwsArgs,
-    /// The model file to serve.
-    #[arg(long, env = env::MODEL)]
-    pub model: PathBuf,
-    /// Repository name, e.g. `health-predict`.
-    #[arg(long, env = env::IMAGE_REPOSITORY)]
-    pub repository: String,
-    /// Tag to push, e.g. the commit SHA.
-    #[arg(long, env = env::IMAGE_TAG)]
-    pub tag: String,
-    /// Registry URL or host (`https://` unless given, e.g. `http://127.0.0.1:5000`)
-    /// [default with --ecr: the ECR registry of the account].
-    #[arg(long, env = env::IMAGE_REGISTRY)]
-    pub registry: Option<String>,
-    /// Log in with an ECR authorization token (user `AWS`, 12-hour password).
-    #[arg(long)]
-    pub ecr: bool,
-    /// With --ecr: create the repository if it does not exist.
-    #[arg(long, requires = "ecr")]
-    pub create_repository: bool,
-    /// Base image: an OCI image layout directory, or `none` (scratch plus the binary's shared
-    /// libraries as `ldd` lists them).
-    #[arg(long, default_value = "none", env = env::IMAGE_BASE)]
-    pub base: Base,
-    /// CA bundle for the image [default with --base none: /etc/ssl/certs/ca-certificates.crt
-    /// when present]; `none` for no bundle.
-    #[arg(long, env = env::IMAGE_CA_BUNDLE)]
-    pub ca_bundle: Option<String>,
-    /// The executable to put in the image [default: this binary].
-    #[arg(long, env = env::IMAGE_BINARY)]
-    pub binary: Option<PathBuf>,
-    /// Extra `serve` arguments in the entrypoint (repeat), e.g. `--serve-arg=--host=0.0.0.0`.
-    #[arg(long = "serve-arg", allow_hyphen_values = true)]
-    pub serve_args: Vec<String>,
-    /// Container port to declare.
-    #[arg(long, default_value_t = 8000, env = env::IMAGE_PORT)]
-    pub port: u16,
-    /// Upload blobs larger than this many MiB in PATCH chunks of that size (0: one PUT per
-    /// blob). Keep 0 for ECR, which mishandles multi-chunk uploads.
-    #[arg(long, default_value_t = 0, env = env::IMAGE_CHUNK_MIB)]
-    pub chunk_mib: usize,
-    /// Time limit of one registry HTTP request.
-    #[arg(long, default_value = "300s", value_parser = parse_duration, env = env::REGISTRY_TIMEOUT)]
-    pub registry_timeout: Duration,
-    /// Registry user without --ecr.
-    #[arg(long, env = env::REGISTRY_USER)]
-    pub registry_user: Option<String>,
-}
-
-pub async fn image(cmd: ImageCommand, ctx: &Context) -> anyhow::Result<Exit> {
-    match cmd {
-        ImageCommand::Push(a) => push(a, ctx).await,
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct PushOutput {
-    #[serde(flatten)]
-    push: image::PushReport,
-    repository_created: Option<bool>,
-    layers: usize,
-    files: Vec<String>,
-    build_seconds: f64,
-    push_seconds: f64,
-}
-
-impl Render for PushOutput {
-    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(out, "pushed {}", self.push.tagged)?;
-        writeln!(out, "digest {}", self.push.digest)?;
-        writeln!(
-            out,
-            "{} blob(s) uploaded ({} bytes), {} already there; build {:.2}s, push {:.2}s",
-            self.push.uploaded_blobs,
-            self.push.uploaded_bytes,
-            self.push.existing_blobs,
-            self.build_seconds,
-            self.push_seconds
-        )?;
-        writeln!(out, "deploy with image: {}", self.push.reference)
-    }
-}
-
-async fn push(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let binary = match &args.binary {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().classify(
-            Exit::Usage,
-            "pass --binary with the health-predict executable",
-        )?,
-    };
-    let mut repository_created = None;
-    let (registry, login) = if args.ecr {
-        let (ecr, _) = args.aws.ecr().await?;
-        if args.create_repository {
-            let state = ecr.ensure_repository(&args.repository).await?;
-            tracing::info!(repository = %args.repository, ?state, "ECR repository");
-            repository_created = Some(state == RepositoryState::Created);
-        }
-        let auth = ecr.authorization().await?;
-        let registry = args
-            .registry
-            .clone()
-            .unwrap_or_else(|| auth.registry.clone());
-        (
-            registry,
-            Some(RegistryLogin {
-                username: auth.username.clone(),
-                password: auth.password.clone(),
-            }),
-        )
-    } else {
-        let registry = args
-            .registry
-            .clone()
-            .ok_or_else(|| AwsError::Invalid("--registry is required without --ecr".into()))?;
-        let password = std::env::var(env::REGISTRY_PASSWORD)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(Secret::new);
-        let login = match (args.registry_user.clone(), password) {
-            (Some(username), Some(password)) => Some(RegistryLogin { username, password }),
-            (None, None) => None,
-            _ => {
-                return Err(AwsError::Invalid(format!(
-                    "set both --registry-user and {} (or neither)",
-                    env::REGISTRY_PASSWORD
-                ))
-                .into());
-            }
-        };
-        (registry, login)
-    };
-    let target = Target::new(&registry, &args.repository, &args.tag)?;
-    let ca_bundle = match args.ca_bundle.as_deref() {
-        Some("none") => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            let host = std::path::Path::new("/").join(image::CA_BUNDLE_PATH);
-            (matches!(args.base, Base::None) && host.is_file()).then_some(host)
-        }
-    };
-    let spec = BuildSpec {
-        ca_bundle,
-        binary,
-        model: args.model.clone(),
-        base: args.base.clone(),
-        serve_args: args.serve_args.clone(),
-        port: Some(args.port),
-    };
-    let started = std::time::Instant::now();
-    let built = tokio::task::spawn_blocking(move || image::build(&spec)).await??;
-    let build_seconds = started.elapsed().as_secs_f64();
-    tracing::info!(
-        layers = built.layers.len(),
-        manifest = %built.manifest.digest,
-        "image built in {build_seconds:.2}s"
-    );
-    let mut pusher = Pusher::new(target, login, args.registry_timeout)?;
-    pusher.chunk_size = (args.chunk_mib > 0).then(|| args.chunk_mib * 1024 * 1024);
-    let started = std::time::Instant::now();
-    let report = pusher.push(&built).await?;
-    let push_seconds = started.elapsed().as_secs_f64();
-    let _ = crate::ci::set_output("image", &report.reference);
-    let _ = crate::ci::set_output("digest", &report.digest);
-    emit(
-        ctx.output,
-        &PushOutput {
-            push: report,
-            repository_created,
-            layers: built.layers.len(),
-            files: built.files.clone(),
-            build_seconds,
-            push_seconds,
-        },
-    )?;
-    Ok(Exit::Success)
 }
 
 #[cfg(test)]

@@ -114,6 +114,10 @@ pub const PULL_SECRET_SERVICE_ACCOUNT: &str = "HEALTH_PREDICT_PULL_SECRET_SERVIC
 pub const REFRESH_BEFORE: &str = "HEALTH_PREDICT_REFRESH_BEFORE";
 pub const REFRESH_MIN_INTERVAL: &str = "HEALTH_PREDICT_REFRESH_MIN_INTERVAL";
 pub const IMAGE_REGISTRY: &str = "HEALTH_PREDICT_IMAGE_REGISTRY";
+/// The kind cluster the pipeline loads its image into.
+pub const KIND_CLUSTER: &str = "HEALTH_PREDICT_KIND_CLUSTER";
+/// The container runtime that runs images for tests (`auto`, `docker`, `podman`, `none`).
+pub const CONTAINER_RUNTIME: &str = "HEALTH_PREDICT_CONTAINER_RUNTIME";
 pub const IMAGE_TAG: &str = "HEALTH_PREDICT_IMAGE_TAG";
 pub const IMAGE_BASE: &str = "HEALTH_PREDICT_IMAGE_BASE";
 pub const REGISTRY_USER: &str = "HEALTH_PREDICT_REGISTRY_USER";

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod drift;
 pub mod env;
 pub mod github;
+pub mod image;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
@@ -95,9 +96,9 @@ pub enum Command {
     /// Amazon ECR: pull secrets and docker logins from short-lived credentials.
     #[command(subcommand)]
     Ecr(aws::EcrCommand),
-    /// Build and push the serving image without a Docker daemon.
+    /// Build, test as a container, and push the serving image (no Docker daemon needed to build).
     #[command(subcommand)]
-    Image(aws::ImageCommand),
+    Image(image::ImageCommand),
     /// Publish results to GitHub: check run, job summary, PR comment, step outputs.
     #[command(subcommand)]
     Report(github::ReportCommand),
@@ -133,7 +134,7 @@ async fn dispatch(command: Command, ctx: Context) -> anyhow::Result<Exit> {
         Command::Rollback(a) => deploy::rollback(a, &ctx).await,
         Command::Cluster(c) => deploy::cluster(c, &ctx).await,
         Command::Ecr(c) => aws::ecr(c, &ctx).await,
-        Command::Image(c) => aws::image(c, &ctx).await,
+        Command::Image(c) => image::image(c, &ctx).await,
         Command::Report(c) => github::run(c, &ctx).await,
     }
 }

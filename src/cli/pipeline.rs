@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Context, env};
+use crate::container::RuntimeChoice;
 use crate::data::Target;
 use crate::exit::{Exit, fail};
 use crate::output::{Render, emit};
@@ -92,6 +93,14 @@ pub struct SettingsArgs {
     /// Push to Amazon ECR with short-lived credentials (`image push --ecr`).
     #[arg(long)]
     pub ecr: bool,
+    /// The kind cluster to load the image into for deploy = kubernetes without --image or
+    /// --image-repository [default: health-predict].
+    #[arg(long, env = env::KIND_CLUSTER)]
+    pub kind_cluster: Option<String>,
+    /// Container runtime that runs the built image for the API tests: auto (docker, then
+    /// podman), docker, podman, or none (test in-process) [default: auto].
+    #[arg(long = "runtime", value_enum, env = env::CONTAINER_RUNTIME)]
+    pub container_runtime: Option<RuntimeChoice>,
     /// The holdout-AUC gain over production at which the gate says DEPLOY [default: 0].
     #[arg(long, allow_hyphen_values = true, env = env::GATE_MIN_DELTA)]
     pub gate_min_delta: Option<f64>,
@@ -157,6 +166,8 @@ impl SettingsArgs {
             image_repository: self.image_repository.clone(),
             image_registry: self.image_registry.clone(),
             ecr: self.ecr.then_some(true),
+            kind_cluster: self.kind_cluster.clone(),
+            container_runtime: self.container_runtime,
             gate_min_delta: self.gate_min_delta,
             latency_budget_ms: self.latency_budget_ms,
             step_timeout_seconds: self.step_timeout_seconds,
@@ -393,6 +404,71 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     ] {
         steps.push(step(name, true, train_why.clone()));
     }
+    let runtime = match cfg.container_runtime {
+        crate::container::RuntimeChoice::None => None,
+        choice => crate::container::detect(choice).await?,
+    };
+    let builds =
+        cfg.image.is_none() && (cfg.deploy == DeployTarget::Kubernetes || runtime.is_some());
+    if let Some(s) = steps.iter_mut().find(|s| s.name == "package") {
+        s.why = format!(
+            "{}; {}",
+            train_why,
+            if builds {
+                "build the serving image as an OCI archive in the run directory"
+            } else {
+                "model file only"
+            }
+        );
+    }
+    if let Some(s) = steps.iter_mut().find(|s| s.name == "api-test") {
+        s.why = match (&runtime, builds) {
+            (Some(rt), true) => format!(
+                "run the built image as a container with {} and test it",
+                rt.engine.program()
+            ),
+            _ => {
+                "in-process server (no container runtime, or --image given): recorded as a fallback"
+                    .into()
+            }
+        };
+    }
+    let (push_runs, push_why) = match (builds, cfg.deploy) {
+        (false, _) => (false, "no image built".to_owned()),
+        (true, DeployTarget::None) => (false, "deploy = none".into()),
+        (true, DeployTarget::Kubernetes) => match &cfg.image_repository {
+            Some(repo) => (
+                true,
+                format!(
+                    "push the tested digest to {}/{repo}",
+                    cfg.image_registry
+                        .as_deref()
+                        .unwrap_or(if cfg.ecr { "ECR" } else { "?" })
+                ),
+            ),
+            None => (
+                true,
+                format!(
+                    "load the tested image into kind: `kind load image-archive <run-dir>/image-kind.tar --name {}`; deploy {}@sha256:<digest>{}",
+                    cfg.kind_cluster,
+                    crate::pipeline::image::LOCAL_REPOSITORY,
+                    if crate::kube::cluster::find_program("kind").is_none() {
+                        " (kind is not on PATH: install it, or set --image-repository to push instead)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+        },
+        (true, DeployTarget::Local) => (
+            true,
+            format!(
+                "keep the tested image as an OCI archive in {}/images",
+                cfg.state_dir.display()
+            ),
+        ),
+    };
+    steps.push(step("push", push_runs, push_why));
     let deploy_why = match cfg.deploy {
         DeployTarget::Local => format!(
             "install in {}/serving and serve it to check /model-info",

@@ -301,6 +301,8 @@ struct ShowOutput {
     version: Option<u64>,
     sha256: String,
     size: u64,
+    /// The image serving this version, by digest, when the pipeline recorded one.
+    image: Option<String>,
     record: Option<VersionRecord>,
     aliases: Vec<String>,
     /// What the model file itself says (its embedded checksum verified too).
@@ -356,6 +358,7 @@ async fn show(reg: &dyn Registry, reference: &ModelRef) -> anyhow::Result<ShowOu
         sha256: resolved.sha256.clone(),
         size: resolved.bytes.len() as u64,
         aliases: version.map(|v| aliases_of(&aliases, v)).unwrap_or_default(),
+        image: record.as_ref().and_then(|r| r.image.clone()),
         record,
         model,
     })
@@ -369,6 +372,9 @@ impl Render for ShowOutput {
         }
         writeln!(out, "  sha256        {}", self.sha256)?;
         writeln!(out, "  size          {} bytes", self.size)?;
+        if let Some(image) = &self.image {
+            writeln!(out, "  image         {image}")?;
+        }
         if !self.aliases.is_empty() {
             writeln!(out, "  aliases       {}", self.aliases.join(", "))?;
         }

@@ -485,6 +485,52 @@ pub async fn load_image(req: &ClusterRequest, image: &str) -> Result<ClusterRepo
     })
 }
 
+/// Loads an OCI or docker image archive (a tar) into the cluster's nodes, with retries:
+/// `kind load image-archive` (containerd's `ctr images import --digests` on each node) or
+/// `minikube image load`.
+pub async fn load_archive(
+    req: &ClusterRequest,
+    archive: &Path,
+) -> Result<ClusterReport, KubeError> {
+    let name = req.name.as_str();
+    let path = archive.display().to_string();
+    let args: Vec<&str> = match req.provider {
+        Provider::Kind => vec!["load", "image-archive", &path, "--name", name],
+        Provider::Minikube => vec!["-p", name, "image", "load", &path],
+    };
+    let command = format!("{} {}", req.provider.program(), args.join(" "));
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    retry(
+        &req.backoff,
+        |_| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let args = args.clone();
+            let command = command.clone();
+            async move {
+                let out = run(&req.tool, &args, req.command_timeout).await?;
+                if out.ok {
+                    Ok(())
+                } else {
+                    Err(cluster_error(command, &out, req.provider, ""))
+                }
+            }
+        },
+        |e: &KubeError| match e {
+            KubeError::Cluster { problem, .. } => explain(req.provider, problem).1,
+            _ => Decision::Stop,
+        },
+    )
+    .await
+    .map_err(|(e, _)| e)?;
+    Ok(ClusterReport {
+        provider: req.provider,
+        name: req.name.clone(),
+        action: format!("load-archive {path}"),
+        attempts: attempts.load(std::sync::atomic::Ordering::SeqCst),
+        warnings: Vec::new(),
+    })
+}
+
 /// One doctor check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {

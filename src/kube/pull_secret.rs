@@ -1,7 +1,9 @@
 //! Image pull secrets: server-side apply a `kubernetes.io/dockerconfigjson` Secret in each
 //! namespace (an in-place update, never delete-then-create, so pulls never see a gap) and merge its
-//! name into a ServiceAccount's `imagePullSecrets` without touching the others. Idempotent: a
-//! second run with the same credentials writes nothing.
+//! name into a ServiceAccount's `imagePullSecrets` without touching the others. The namespace is
+//! server-side applied first (a fresh cluster has none, and an API server refuses objects in a
+//! namespace that does not exist). Idempotent: a second run with the same credentials writes
+//! nothing.
 //!
 //! This module gets registry credentials from its caller (the `aws` module's ECR token, composed in
 //! `cli`); it never fetches them itself. Credentials stay inside [`Secret`] until they are encoded
@@ -14,7 +16,9 @@ use ::kube::api::{Api, Patch, PatchParams, PostParams};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{LocalObjectReference, Secret as KSecret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    LocalObjectReference, Namespace, Secret as KSecret, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
@@ -199,6 +203,7 @@ pub async fn apply_pull_secret(
 ) -> Result<Vec<NamespaceOutcome>, KubeError> {
     let mut out = Vec::with_capacity(req.namespaces.len());
     for ns in &req.namespaces {
+        ensure_namespace(client, ns).await?;
         let (secret_changed, resource_version) = apply_secret(client, req, ns).await?;
         let service_account = match &req.service_account {
             Some(sa) => Some(merge_into_service_account(client, ns, sa, &req.name).await?),
@@ -213,6 +218,34 @@ pub async fn apply_pull_secret(
         });
     }
     Ok(out)
+}
+
+/// The field manager of the namespace this module applies: its own, so it never takes over (or,
+/// by applying fewer fields, removes) what `deploy`'s manifests set on the same Namespace.
+pub const NAMESPACE_FIELD_MANAGER: &str = "health-predict-pull-secret";
+
+/// Server-side applies the bare Namespace so the Secret has somewhere to go. Credentials scoped to
+/// one namespace may not manage Namespaces (403): the namespace is then the cluster admin's to
+/// create, and the Secret's own apply says so if it is missing.
+async fn ensure_namespace(client: &Client, ns: &str) -> Result<(), KubeError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let object = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let patch = Patch::Apply(&object);
+    let params = PatchParams::apply(NAMESPACE_FIELD_MANAGER);
+    match retry(&Backoff::API, |_| api.patch(ns, &params, &patch), decision).await {
+        Ok(_) => Ok(()),
+        Err((e, _)) if status_code(&e) == Some(403) => {
+            tracing::warn!(namespace = %ns, "not allowed to manage the namespace; assuming it exists");
+            Ok(())
+        }
+        Err((e, _)) => Err(KubeError::api(format!("applying Namespace {ns}"), e)),
+    }
 }
 
 async fn apply_secret(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::RuntimeChoice;
 use crate::data::Target;
 
 /// Where a model is deployed after it passed the local API tests.
@@ -46,6 +47,8 @@ pub struct Settings {
     pub image_repository: Option<String>,
     pub image_registry: Option<String>,
     pub ecr: Option<bool>,
+    pub kind_cluster: Option<String>,
+    pub container_runtime: Option<RuntimeChoice>,
     pub gate_min_delta: Option<f64>,
     pub latency_budget_ms: Option<f64>,
     pub step_timeout_seconds: Option<u64>,
@@ -80,6 +83,8 @@ impl Settings {
             latency_budget_ms,
             image_registry,
             ecr,
+            kind_cluster,
+            container_runtime,
             gate_min_delta,
             step_timeout_seconds,
         )
@@ -131,6 +136,12 @@ pub struct PipelineConfig {
     pub image_registry: Option<String>,
     /// Log in to ECR with short-lived credentials to push (`image push --ecr`).
     pub ecr: bool,
+    /// The kind cluster the image is loaded into when deploy = kubernetes has neither `image`
+    /// nor `image_repository` (`kind load image-archive --name`).
+    pub kind_cluster: String,
+    /// Which container runtime runs the image for the API tests (`auto`: docker, then podman;
+    /// `none`: test in-process).
+    pub container_runtime: RuntimeChoice,
     /// The AUC gain over production at which the gate says DEPLOY (0: as good is enough).
     pub gate_min_delta: f64,
     pub latency_budget_ms: f64,
@@ -149,6 +160,7 @@ pub mod defaults {
     pub const REFRESH_TOLERANCE: f64 = 0.02;
     pub const MIN_HOLDOUT_ROWS: usize = 300;
     pub const NAMESPACE: &str = "health-predict";
+    pub const KIND_CLUSTER: &str = "health-predict";
     pub const LATENCY_BUDGET_MS: f64 = 50.0;
     pub const STEP_TIMEOUT_SECONDS: u64 = 600;
 }
@@ -183,6 +195,8 @@ impl PipelineConfig {
             image_repository: s.image_repository,
             image_registry: s.image_registry,
             ecr: s.ecr.unwrap_or(false),
+            kind_cluster: s.kind_cluster.unwrap_or_else(|| d::KIND_CLUSTER.into()),
+            container_runtime: s.container_runtime.unwrap_or(RuntimeChoice::Auto),
             gate_min_delta: s.gate_min_delta.unwrap_or(0.0),
             latency_budget_ms: s.latency_budget_ms.unwrap_or(d::LATENCY_BUDGET_MS),
             step_timeout: Duration::from_secs(
@@ -252,14 +266,26 @@ impl PipelineConfig {
                 "at least 1",
             );
         }
-        if self.deploy == DeployTarget::Kubernetes
-            && self.image.is_none()
-            && self.image_repository.is_none()
-        {
+        let dns_label = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 63
+                && v.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !v.starts_with('-')
+                && !v.ends_with('-')
+        };
+        if !dns_label(&self.kind_cluster) {
             return bad(
-                "image",
+                "kind_cluster",
+                self.kind_cluster.clone(),
+                "a kind cluster name (lowercase letters, digits and '-', at most 63)",
+            );
+        }
+        if self.ecr && self.image_repository.is_none() {
+            return bad(
+                "image_repository",
                 "(unset)".into(),
-                "an image reference (image) or a repository to push to (image_repository) with deploy = kubernetes",
+                "the ECR repository to push to when ecr = true",
             );
         }
         for (key, path) in [("data", &self.data), ("batch", &self.batch)] {
@@ -366,15 +392,18 @@ mod tests {
             err.to_string().starts_with("`drift_share_threshold` = 1.5"),
             "{err}"
         );
+        // deploy = kubernetes without an image or repository is the kind path.
         let s = Settings {
             deploy: Some(DeployTarget::Kubernetes),
             ..Settings::default()
         };
-        assert!(
-            PipelineConfig::resolve(s)
-                .unwrap_err()
-                .to_string()
-                .contains("`image`")
-        );
+        let cfg = PipelineConfig::resolve(s).unwrap();
+        assert_eq!(cfg.kind_cluster, defaults::KIND_CLUSTER);
+        let s = Settings {
+            kind_cluster: Some("Bad_Name".into()),
+            ..Settings::default()
+        };
+        let err = PipelineConfig::resolve(s).unwrap_err().to_string();
+        assert!(err.starts_with("`kind_cluster`"), "{err}");
     }
 }

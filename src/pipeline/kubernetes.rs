@@ -1,65 +1,139 @@
-//! The `kubernetes` deploy target: build and push the serving image (the same binary's
-//! `image push`, run as a child so its registry and ECR settings come from the same flags and
-//! environment as when run by hand), server-side apply, watch the rollout with failure diagnosis,
-//! roll back on failure, and check `/model-info` through a port-forward.
+//! The `kubernetes` deploy target: push the tested image in-process (a registry, ECR with a
+//! short-lived login) or load it into kind, server-side apply, watch the rollout with failure
+//! diagnosis, roll back on failure, and check `/model-info` through a port-forward.
 
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::config::PipelineConfig;
 use super::steps::Done;
+use crate::cli::env;
+use crate::kube::cluster;
 use crate::kube::deploy::{self, DeployRequest, RollbackRequest};
 use crate::kube::forward::KubeForwarder;
 use crate::kube::manifests;
 use crate::kube::verify::{self, VerifyRequest};
+use crate::oci;
+use crate::secret::Secret;
 
-/// Builds the serving image for `model` and pushes it to the configured repository; returns the
-/// image reference by digest.
-pub async fn push_image(
+/// Pushes the built image to the configured registry in-process (ECR: a short-lived login from
+/// the environment's AWS credentials, the repository created when missing).
+pub async fn push(
     cfg: &PipelineConfig,
-    model: &Path,
-    version: u64,
-    model_id: &str,
-) -> anyhow::Result<String> {
+    image: &oci::Image,
+    tag: &str,
+) -> anyhow::Result<oci::PushReport> {
     let repository = cfg
         .image_repository
         .as_deref()
         .context("image_repository is not set")?;
-    let exe = std::env::current_exe().context("cannot find this executable to build the image")?;
-    let tag = format!("v{version}-{}", &model_id[..model_id.len().min(12)]);
-    let mut cmd = tokio::process::Command::new(&exe);
-    cmd.args(["--output", "json", "image", "push", "--model"])
-        .arg(model)
-        .args(["--repository", repository, "--tag", &tag])
-        .arg(format!("--serve-arg=--model-version={version}"))
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    if let Some(registry) = &cfg.image_registry {
-        cmd.args(["--registry", registry]);
-    }
-    if cfg.ecr {
-        cmd.args(["--ecr", "--create-repository"]);
-    }
-    let out = cmd
-        .output()
-        .await
-        .context("cannot run `health-predict image push`")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last: Vec<&str> = err.lines().rev().take(6).collect();
-        bail!(
-            "`image push` exited {}: {}",
-            out.status.code().unwrap_or(-1),
-            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
-    }
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .context("`image push --output json` printed no JSON document")?;
-    doc["reference"]
-        .as_str()
-        .map(str::to_owned)
-        .context("`image push` reported no image reference")
+    let (registry, login) = if cfg.ecr {
+        let (registry, login) = ecr_login(repository).await?;
+        (cfg.image_registry.clone().unwrap_or(registry), Some(login))
+    } else {
+        let registry = cfg.image_registry.clone().ok_or_else(|| {
+            crate::exit::fail(
+                crate::exit::Exit::Usage,
+                "image_repository is set but no registry to push it to",
+                Some(
+                    "set --image-registry (HEALTH_PREDICT_IMAGE_REGISTRY), or --ecr for Amazon ECR",
+                ),
+            )
+        })?;
+        let password = std::env::var(env::REGISTRY_PASSWORD)
+            .ok()
+            .filter(|p| !p.is_empty());
+        let user = std::env::var(env::REGISTRY_USER)
+            .ok()
+            .filter(|u| !u.is_empty());
+        let login = match (user, password) {
+            (Some(username), Some(p)) => Some(oci::RegistryLogin {
+                username,
+                password: Secret::new(p),
+            }),
+            _ => None,
+        };
+        (registry, login)
+    };
+    let target = oci::Target::new(&registry, repository, tag)?;
+    let mut pusher = oci::Pusher::new(target, login, Duration::from_secs(300))?;
+    Ok(pusher.push(image).await?)
+}
+
+/// ECR's registry and a push login, with credentials resolved as `image push --ecr` does from
+/// the environment (region, endpoint, role, OIDC audience).
+async fn ecr_login(repository: &str) -> anyhow::Result<(String, oci::RegistryLogin)> {
+    use crate::aws::credentials::{self, CredentialMode, CredentialRequest};
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let region = var(env::AWS_REGION)
+        .or_else(|| var(env::AWS_DEFAULT_REGION))
+        .ok_or_else(|| {
+            crate::exit::fail(
+                crate::exit::Exit::Usage,
+                "no AWS region for the ECR push",
+                Some("set AWS_REGION"),
+            )
+        })?;
+    let settings = crate::aws::AwsSettings {
+        region,
+        endpoint_url: var(env::AWS_ENDPOINT_URL),
+        attempt_timeout: crate::aws::AwsSettings::DEFAULT_ATTEMPT_TIMEOUT,
+    };
+    let mode = match var(env::AWS_CREDENTIALS) {
+        Some(m) => <CredentialMode as clap::ValueEnum>::from_str(&m, true).map_err(|e| {
+            crate::exit::fail(
+                crate::exit::Exit::Usage,
+                format!("{}: {e}", env::AWS_CREDENTIALS),
+                Some("use auto, github-oidc or default"),
+            )
+        })?,
+        None => CredentialMode::Auto,
+    };
+    let request = CredentialRequest {
+        mode,
+        role_arn: var(env::AWS_ROLE_ARN),
+        audience: var(env::OIDC_AUDIENCE).unwrap_or_else(|| credentials::DEFAULT_AUDIENCE.into()),
+        session_name: None,
+        duration: Duration::from_secs(3600),
+    };
+    let source = request.source(|k| std::env::var(k).ok())?;
+    let resolved = credentials::resolve(&source, &settings).await?;
+    let ecr = crate::aws::ecr::Ecr::new(&crate::aws::sdk_config(&settings, &resolved).await);
+    let state = ecr.ensure_repository(repository).await?;
+    tracing::info!(repository, ?state, "ECR repository");
+    let auth = ecr.authorization().await?;
+    Ok((
+        auth.registry.clone(),
+        oci::RegistryLogin {
+            username: auth.username.clone(),
+            password: auth.password.clone(),
+        },
+    ))
+}
+
+/// Loads an OCI archive into the kind cluster's nodes (`kind load image-archive`).
+pub async fn kind_load(cfg: &PipelineConfig, archive: &Path) -> anyhow::Result<()> {
+    let provider = cluster::Provider::Kind;
+    let tool = cluster::find_program(provider.program()).ok_or_else(|| {
+        crate::exit::fail(
+            crate::exit::Exit::Usage,
+            "`kind` is not on PATH: deploy = kubernetes without --image or --image-repository loads the image into a kind cluster",
+            Some(&format!(
+                "{}; or pass --image-repository (with --image-registry or --ecr) to push instead, or --image to deploy a prebuilt image",
+                provider.install_hint()
+            )),
+        )
+    })?;
+    let req = cluster::ClusterRequest::new(
+        provider,
+        tool,
+        &cfg.kind_cluster,
+        archive.parent().unwrap_or(Path::new(".")).to_owned(),
+    );
+    cluster::load_archive(&req, archive).await?;
+    Ok(())
 }
 
 /// Applies the manifests with `image` for model `version`.

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod history;
+pub mod image;
 pub mod kubernetes;
 pub mod ledger;
 pub mod local_deploy;

@@ -1,5 +1,8 @@
 //! One run of the loop: load → drift → dataset → train → evaluate → gate → register → package →
-//! api-test → deploy → verify → promote → report. Each step is recorded; the first that fails
+//! api-test → push → deploy → verify → promote → report. `package` builds the serving image
+//! (when a container runtime can test it, or deploy = kubernetes needs it), `api-test` runs the
+//! suite against that exact image as a container (in-process only as a recorded fallback), and
+//! `push` publishes the same digest. Each step is recorded; the first that fails
 //! stops everything after it, and the alias `production` moves only after the deployed service
 //! was verified to serve the candidate.
 
@@ -21,9 +24,9 @@ use crate::model::{ModelFile, TrainRequest};
 use crate::registry::{self, Lineage, Registry};
 
 /// Every step, in order.
-pub const STEPS: [&str; 13] = [
+pub const STEPS: [&str; 14] = [
     "load", "drift", "dataset", "train", "evaluate", "gate", "register", "package", "api-test",
-    "deploy", "verify", "promote", "report",
+    "push", "deploy", "verify", "promote", "report",
 ];
 
 /// The alias the deployed model carries.
@@ -81,7 +84,9 @@ pub struct RunOptions {
 
 /// `run.json`: the record of a run (the type lives with its readers in `crate::contracts`).
 pub type RunReport = crate::contracts::RunReport<PipelineConfig>;
-pub use crate::contracts::{DriftSummary, InputsSummary, ModelSummary, TestCounts};
+pub use crate::contracts::{
+    ApiTestRecord, DriftSummary, ImageRecord, InputsSummary, ModelSummary, TestCounts,
+};
 
 /// State carried between steps.
 struct State {
@@ -95,6 +100,10 @@ struct State {
     candidate_bytes: Option<Vec<u8>>,
     version: Option<u64>,
     image: Option<String>,
+    built: Option<super::image::Built>,
+    runtime: Option<crate::container::Runtime>,
+    /// Why there is no runtime (shown when the suite falls back to in-process).
+    runtime_note: String,
     report: RunReport,
 }
 
@@ -122,6 +131,9 @@ pub async fn run(
         candidate_bytes: None,
         version: None,
         image: cfg.image.clone(),
+        built: None,
+        runtime: None,
+        runtime_note: String::new(),
         report: RunReport {
             run_id: opts.run_id.clone(),
             status: "errored".into(),
@@ -132,6 +144,9 @@ pub async fn run(
             production_after: None,
             drift: None,
             tests: None,
+            api_test: None,
+            image_build: None,
+            published: None,
             image: None,
             holdout_auc: None,
             run_dir: opts.run_dir.display().to_string(),
@@ -646,49 +661,129 @@ async fn steps(
         m.version = Some(version);
     }
 
-    // package: the model file (and the image when configured).
+    // package: the model file, and the serving image when a runtime can test it or
+    // deploy = kubernetes needs it (an OCI archive in the run directory; nothing pushed yet).
     let model_path = opts.run_dir.join("model.hpm");
     runner
         .step("package", deadline, async {
             candidate.save(&model_path)?;
             let mut detail = format!("model file {}", model_path.display());
-            if cfg.deploy == DeployTarget::Kubernetes && st.image.is_none() {
-                let image = super::kubernetes::push_image(
-                    cfg,
-                    &model_path,
-                    version,
-                    &candidate.meta().model_id,
-                )
-                .await?;
-                detail.push_str(&format!("; image {image}"));
-                st.image = Some(image);
+            if cfg.deploy == DeployTarget::Kubernetes && cfg.image.is_some() {
+                st.runtime_note =
+                    "deploy uses the given image, which does not hold this candidate".into();
+            } else {
+                st.runtime = crate::container::detect(cfg.container_runtime).await?;
+                if st.runtime.is_none() {
+                    st.runtime_note = if cfg.container_runtime
+                        == crate::container::RuntimeChoice::None
+                    {
+                        "container_runtime = none".into()
+                    } else {
+                        "no container runtime: neither docker (with a daemon) nor podman is on PATH"
+                            .into()
+                    };
+                }
+            }
+            let wants_image = cfg.image.is_none()
+                && (cfg.deploy == DeployTarget::Kubernetes || st.runtime.is_some());
+            if wants_image {
+                let (model, run_dir, id) = (
+                    model_path.clone(),
+                    opts.run_dir.clone(),
+                    candidate.meta().model_id.clone(),
+                );
+                let started = Instant::now();
+                let built =
+                    blocking(move || super::image::build(&model, version, &id, &run_dir)).await??;
+                detail.push_str(&format!(
+                    "; image {} ({:.1} MB compressed, {:.1} MB unpacked) in {}",
+                    built.digest(),
+                    built.compressed_bytes as f64 / 1e6,
+                    built.unpacked_bytes as f64 / 1e6,
+                    built.archive.display()
+                ));
+                st.report.image_build = Some(ImageRecord {
+                    digest: built.digest().to_owned(),
+                    tag: built.tag.clone(),
+                    archive: built.archive.display().to_string(),
+                    compressed_bytes: built.compressed_bytes,
+                    unpacked_bytes: built.unpacked_bytes,
+                    build_seconds: started.elapsed().as_secs_f64(),
+                });
+                st.built = Some(built);
             }
             Ok(Done::Passed((), detail))
         })
         .await?;
 
-    // api-test: serve the candidate on an ephemeral loopback port and run the contract suite.
+    // api-test: the contract suite against the built image running as a container; without a
+    // runtime (or image), against the candidate served in-process — recorded as such.
     // The counts are kept whether the suite passed or not.
     let junit = opts.run_dir.join("junit.xml");
     let mut counts = None;
+    let mut record = None;
     let tests = runner
         .step("api-test", deadline, async {
-            let report = local_deploy::api_test(
-                Arc::clone(&candidate),
-                &version.to_string(),
-                cfg.latency_budget_ms,
-                &junit,
-            )
-            .await?;
+            let budget = std::time::Duration::from_secs_f64(cfg.latency_budget_ms / 1000.0);
+            let (report, target) = match (&st.runtime, &st.built) {
+                (Some(rt), Some(built)) => {
+                    let source = super::image::ImageSource::Archive {
+                        path: built.archive.clone(),
+                        config_digest: built.image.config.digest.clone(),
+                        manifest_digest: built.digest().to_owned(),
+                    };
+                    let t = super::image::test_image(
+                        rt,
+                        &source,
+                        Some(&version.to_string()),
+                        budget,
+                        &junit,
+                        &opts.run_dir.join("container.log"),
+                    )
+                    .await?;
+                    let target = format!("container:{} {}", t.runtime.program(), t.digest);
+                    record = Some(ApiTestRecord {
+                        target: format!("container:{}", t.runtime.program()),
+                        digest: Some(t.digest.clone()),
+                        fallback: None,
+                        cold_start_ms: t.cold_start_ms,
+                        logs: Some(t.logs_path.clone()),
+                    });
+                    (t.report, target)
+                }
+                _ => {
+                    tracing::warn!(
+                        "API tests run in-process, not against the image: {}",
+                        st.runtime_note
+                    );
+                    let report = local_deploy::api_test(
+                        Arc::clone(&candidate),
+                        &version.to_string(),
+                        cfg.latency_budget_ms,
+                        &junit,
+                    )
+                    .await?;
+                    record = Some(ApiTestRecord {
+                        target: "in-process".into(),
+                        digest: None,
+                        fallback: Some(st.runtime_note.clone()),
+                        cold_start_ms: None,
+                        logs: None,
+                    });
+                    let target = format!("in-process ({})", st.runtime_note);
+                    (report, target)
+                }
+            };
             counts = Some(TestCounts {
                 passed: report.passed,
                 failed: report.failed,
                 skipped: 0,
             });
             let detail = format!(
-                "{} passed, {} failed against {} (JUnit: {})",
+                "{} passed, {} failed against {} at {} (JUnit: {})",
                 report.passed,
                 report.failed,
+                target,
                 report.base_url,
                 junit.display()
             );
@@ -706,7 +801,46 @@ async fn steps(
         })
         .await;
     st.report.tests = counts;
+    st.report.api_test = record;
     tests?;
+
+    // push: publish the tested digest (registry, kind, or the state directory's archive).
+    match (&st.built, cfg.deploy) {
+        (Some(_), DeployTarget::None) => runner.skip(
+            "push",
+            "deploy = none: the tested image stays in the run directory",
+        ),
+        (Some(built), _) => {
+            let published = runner
+                .step("push", deadline, async {
+                    let p = super::image::publish(cfg, built, &opts.run_dir).await?;
+                    let detail = format!("{} → {}", p.digest, p.destination);
+                    Ok(Done::Passed(p, detail))
+                })
+                .await?
+                .expect("push passes or halts");
+            // The final image reference, by the digest that was tested.
+            st.image = Some(published.reference.clone());
+            st.report.published = Some(published);
+        }
+        (None, _) => runner.skip(
+            "push",
+            if cfg.image.is_some() {
+                "the given image is deployed as is"
+            } else {
+                "no image built (no container runtime, and deploy = local needs none)"
+            },
+        ),
+    }
+
+    // The image serving this version goes on its registry record, so a later deploy of the
+    // version (or of an alias pointing at it) resolves to exactly this reference.
+    if let Some(image) = st.image.clone() {
+        st.registry
+            .set_image(version, &image)
+            .await
+            .map_err(|e| errored("push", &e.into()))?;
+    }
 
     // deploy + verify: only a verified deployment may be promoted.
     match cfg.deploy {

@@ -6,6 +6,7 @@
 //!                               when the holder dies
 //! ROOT/versions/N/model.bin     the model file, immutable
 //! ROOT/versions/N/record.json   its record (checksum, lineage, metrics, params)
+//! ROOT/versions/N/image.json    the image serving it, by digest (written later, replaced whole)
 //! ROOT/aliases.json             every alias and the history of every move, one atomic file
 //! ```
 //! A version is written into `versions/.tmp-*`, both files fsynced, then the directory is renamed
@@ -34,6 +35,8 @@ const VERSIONS: &str = "versions";
 const ALIASES: &str = "aliases.json";
 const MODEL: &str = "model.bin";
 const RECORD: &str = "record.json";
+/// The image serving a version, written after the version (the record itself never changes).
+const IMAGE: &str = "image.json";
 const TMP_PREFIX: &str = ".tmp-";
 
 /// A registry in a local directory.
@@ -179,7 +182,18 @@ impl LocalRegistry {
                 &format!("record.json says version {}", stored.record.version),
             ));
         }
-        Ok(stored.record)
+        let mut record = stored.record;
+        let image_path = self.version_dir(version).join(IMAGE);
+        match std::fs::read(&image_path) {
+            Ok(b) => {
+                let v: serde_json::Value = serde_json::from_slice(&b)
+                    .map_err(|e| self.corrupt(version, &format!("{IMAGE}: {e}")))?;
+                record.image = v["image"].as_str().map(str::to_owned);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(&image_path)(e)),
+        }
+        Ok(record)
     }
 
     fn corrupt(&self, version: u64, problem: &str) -> RegistryError {
@@ -279,6 +293,7 @@ impl LocalRegistry {
             metrics: registration.metrics.clone(),
             params: registration.params.clone(),
             description: registration.description.clone(),
+            image: None,
         };
         let versions = self.versions_dir();
         std::fs::create_dir_all(&versions).map_err(self.io(&versions))?;
@@ -473,6 +488,24 @@ impl Registry for LocalRegistry {
         .boxed()
     }
 
+    fn set_image<'a>(
+        &'a self,
+        version: u64,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        async move {
+            let _lock = self.lock().await?;
+            self.read_record(version)?;
+            let path = self.version_dir(version).join(IMAGE);
+            let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "image": image }))
+                .map_err(|e| self.corrupt(version, &e.to_string()))?;
+            json.push(b'\n');
+            crate::fsutil::write_atomic(&path, &json).map_err(self.io(&path))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn history<'a>(
         &'a self,
         alias: &'a str,
@@ -520,6 +553,24 @@ mod tests {
         assert!(!again.created);
         assert_eq!(again.record.version, 1);
         assert_eq!(r.versions().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_serving_image_is_recorded_per_version_without_touching_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = reg(dir.path());
+        r.register(b"one", &Registration::default()).await.unwrap();
+        assert_eq!(r.record(1).await.unwrap().image, None);
+        let image = "127.0.0.1:5000/health-predict@sha256:abc";
+        r.set_image(1, image).await.unwrap();
+        r.set_image(1, image).await.unwrap();
+        let (bytes, record) = r.fetch(1).await.unwrap();
+        assert_eq!(bytes, b"one");
+        assert_eq!(record.image.as_deref(), Some(image));
+        assert!(matches!(
+            r.set_image(2, image).await,
+            Err(RegistryError::NoVersion { version: 2, .. })
+        ));
     }
 
     #[tokio::test]

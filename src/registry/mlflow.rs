@@ -35,6 +35,7 @@ const TAG_SHA: &str = "health_predict.sha256";
 const TAG_SIZE: &str = "health_predict.size";
 const TAG_REGISTRATION: &str = "health_predict.registration";
 const TAG_HISTORY: &str = "health_predict.history.";
+const TAG_IMAGE: &str = "health_predict.image";
 const ARTIFACT_DIR: &str = "model";
 const ARTIFACT_FILE: &str = "model.bin";
 
@@ -468,6 +469,7 @@ impl MlflowRegistry {
             metrics: registration.metrics,
             params: registration.params,
             description: registration.description,
+            image: tag(TAG_IMAGE).map(str::to_owned),
         })
     }
 
@@ -931,6 +933,32 @@ impl Registry for MlflowRegistry {
             let to = rollback_target(alias, &Self::history_of(&model, alias)?)?;
             self.move_alias(alias, to, AliasAction::Rollback, run_id)
                 .await
+        }
+        .boxed()
+    }
+
+    fn set_image<'a>(
+        &'a self,
+        version: u64,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        async move {
+            self.record(version).await?;
+            self.call::<Value>(
+                Method::POST,
+                "model-versions/set-tag",
+                &[],
+                Some(&json!({
+                    "name": self.model,
+                    "version": version.to_string(),
+                    "key": TAG_IMAGE,
+                    "value": image,
+                })),
+                true,
+            )
+            .await
+            .map_err(self.err("model-versions/set-tag"))?;
+            Ok(())
         }
         .boxed()
     }

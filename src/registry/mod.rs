@@ -97,6 +97,10 @@ pub struct VersionRecord {
     pub metrics: BTreeMap<String, f64>,
     pub params: BTreeMap<String, serde_json::Value>,
     pub description: Option<String>,
+    /// The container image that serves this version, by digest (`REPO@sha256:...`), recorded by
+    /// the pipeline once the image exists; `deploy` workflows resolve a version or alias to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// The outcome of a registration.
@@ -414,6 +418,14 @@ pub trait Registry: Send + Sync + fmt::Debug {
         alias: &'a str,
         run_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Moved, RegistryError>>;
+
+    /// Records the image that serves `version` (replacing an earlier one). The model bytes and
+    /// their checksum are not touched.
+    fn set_image<'a>(
+        &'a self,
+        version: u64,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
     /// Every move of `alias`, oldest first.
     fn history<'a>(

@@ -1,6 +1,7 @@
 //! Integration tests: aws. The binary runs against real programs on 127.0.0.1: `moto_server` for
 //! STS and ECR (behind a fault-injection proxy), Debian's `docker-registry` with htpasswd auth, a
-//! local GitHub OIDC token endpoint, and the fake Kubernetes API server.
+//! local GitHub OIDC token endpoint, and the fake Kubernetes API server. Registry-only push
+//! tests (faults, chunks, bearer realms) are in `image`.
 
 use std::path::Path;
 use std::process::Command;
@@ -800,123 +801,6 @@ async fn in_cluster_cronjob_uses_the_web_identity_token_file() {
         STANDARD.encode("AWS:123456789012-auth-token")
     );
     assert!(!err.contains(&jwt) && !out.contains(&jwt));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registry_faults_are_retried_and_chunked_uploads_work() {
-    let Some(registry) = Registry::start("AWS", "registry-password-3d9e") else {
-        return;
-    };
-    let proxy = FaultProxy::start(&registry.url).await;
-    proxy.inject("GET v2", [Fault::registry(503, "UNAVAILABLE")]);
-    proxy.inject("HEAD blobs", [Fault::Delay(Duration::from_secs(15))]);
-    proxy.inject("POST uploads", [Fault::registry(429, "TOOMANYREQUESTS")]);
-    proxy.inject("PATCH uploads", [Fault::registry(500, "UNKNOWN")]);
-    proxy.inject("PUT manifests", [Fault::registry(502, "UNAVAILABLE")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("model.json");
-    std::fs::write(&model, b"{}").expect("model");
-    let push = |tag: &str| {
-        let mut c = bin();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HEALTH_PREDICT_REGISTRY_PASSWORD", "registry-password-3d9e")
-            .args([
-                "image",
-                "push",
-                "--registry",
-                proxy.url.as_str(),
-                "--registry-user",
-                "AWS",
-                "--repository",
-                "team/health-predict",
-                "--tag",
-                tag,
-                "--model",
-                model.to_str().expect("utf8"),
-                "--chunk-mib",
-                "1",
-                "--registry-timeout",
-                "6s",
-                "--output",
-                "json",
-            ]);
-        c
-    };
-    let (code, out, err) = exec(push("chunked")).await;
-    assert_eq!(code, 0, "{err}");
-    let report = json_of(&out);
-    assert_eq!(report["uploaded_blobs"], 2);
-    // Each fault cost one extra request, and the layer went up in 1 MiB chunks.
-    assert_eq!(proxy.calls("GET v2"), 2);
-    assert!(
-        proxy.calls("HEAD blobs") >= 3,
-        "{}",
-        proxy.calls("HEAD blobs")
-    );
-    assert_eq!(proxy.calls("PUT manifests"), 2);
-    let layer_bytes = report["uploaded_bytes"].as_u64().expect("bytes");
-    let chunks = layer_bytes.div_ceil(1 << 20) as u32;
-    assert!(
-        proxy.calls("PATCH uploads") >= chunks,
-        "{} < {chunks}",
-        proxy.calls("PATCH uploads")
-    );
-
-    // A real refusal (400) is reported at once, not retried.
-    proxy.inject("PUT manifests", [Fault::registry(400, "MANIFEST_INVALID")]);
-    let before = proxy.calls("PUT manifests");
-    let (code, _, err) = exec(push("refused")).await;
-    assert_eq!(code, 5, "{err}");
-    assert!(err.contains("MANIFEST_INVALID"), "{err}");
-    assert_eq!(proxy.calls("PUT manifests"), before + 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn push_through_a_bearer_token_realm() {
-    let Some(registry) = Registry::start_open() else {
-        return;
-    };
-    let gate = FaultProxy::start(&registry.url).await;
-    gate.require_bearer("robot", "robot-password-55e1", "bearer-token-0b7c2f");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("model.json");
-    std::fs::write(&model, b"{}").expect("model");
-    let mut c = bin();
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HEALTH_PREDICT_REGISTRY_PASSWORD", "robot-password-55e1")
-        .args([
-            "image",
-            "push",
-            "--registry",
-            gate.url.as_str(),
-            "--registry-user",
-            "robot",
-            "--repository",
-            "health-predict",
-            "--tag",
-            "bearer",
-            "--model",
-            model.to_str().expect("utf8"),
-            "--output",
-            "json",
-            "-vv",
-        ]);
-    let (code, out, err) = exec(c).await;
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(json_of(&out)["uploaded_blobs"], 2);
-    let scopes = gate.token_scopes();
-    assert_eq!(scopes.len(), 1, "{scopes:?}");
-    assert!(scopes[0].contains("service=fake-registry"), "{scopes:?}");
-    assert!(
-        scopes[0].contains("scope=repository%3Ahealth-predict%3Apull%2Cpush"),
-        "{scopes:?}"
-    );
-    let all = format!("{out}{err}");
-    for s in ["robot-password-55e1", "bearer-token-0b7c2f"] {
-        assert!(!all.contains(s), "a secret leaked");
-    }
 }
 
 #[test]

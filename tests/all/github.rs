@@ -14,7 +14,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support;
 
-const REPO: &str = "octo-org/health-predict";
+pub(crate) const REPO: &str = "octo-org/health-predict";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 const HEAD_SHA: &str = "fedcba9876543210fedcba9876543210fedcba98";
 
@@ -38,7 +38,7 @@ fn user() -> Value {
     })
 }
 
-fn comment(id: u64, pr: u64, body: &str) -> Value {
+pub(crate) fn comment(id: u64, pr: u64, body: &str) -> Value {
     json!({
         "id": id, "node_id": format!("IC_kwDO{id}"),
         "url": format!("https://api.github.com/repos/{REPO}/issues/comments/{id}"),
@@ -75,7 +75,9 @@ fn check_run(id: u64, head_sha: &str, status: &str, conclusion: Option<&str>, co
 }
 
 /// Answers check-run creation and updates with a realistic check run, counting annotations.
-fn check_run_responder(id: u64) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
+pub(crate) fn check_run_responder(
+    id: u64,
+) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
     move |req: &Request| {
         let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
         let n = body["output"]["annotations"]

@@ -38,6 +38,15 @@ async fn pull_secret_is_applied_merged_and_idempotent() {
     let out = pull_secret::apply_pull_secret(&client, &req).await.unwrap();
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|o| o.secret_changed));
+    // A fresh namespace is created (server-side apply, its own field manager) before its Secret:
+    // the fake answers 404 for writes into a namespace that does not exist, as an API server does.
+    let n = fake
+        .get("v1", "namespaces", None, "staging")
+        .expect("namespace applied");
+    assert_eq!(
+        n["metadata"]["managedFields"][0]["manager"],
+        "health-predict-pull-secret"
+    );
     assert_eq!(out[0].service_account, Some(AccountChange::Added));
     assert_eq!(out[1].service_account, Some(AccountChange::Created));
 
@@ -1026,6 +1035,8 @@ async fn deploy_without_namespace_rights_still_applies_the_rest() {
     use health_predict::kube::manifests;
     health_predict::install_crypto_provider();
     let fake = FakeKube::start_store_only().await;
+    // The cluster admin created the namespace; these credentials may not read it.
+    fake.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}}));
     fake.fail_next("GET", "/api/v1/namespaces/staging", 403, 1);
     let out = deploy::deploy(
         &fake.client(),

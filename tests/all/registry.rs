@@ -356,6 +356,21 @@ fn scenario(reg: &str, m: &Models, report: &Path) {
     let by_path = ok(reg, &["registry", "show", path(&m.good)]);
     assert_eq!(by_path["version"].as_u64(), Some(vb));
 
+    // The image the pipeline records on a version comes back with it (deploy workflows read it).
+    assert!(shown["image"].is_null());
+    health_predict::install_crypto_provider();
+    let image = "registry.example/health-predict@sha256:0123abcd";
+    let r = health_predict::registry::open(reg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(r.set_image(vb, image)).unwrap();
+    let shown = ok(reg, &["registry", "show", &vb.to_string()]);
+    assert_eq!(shown["image"], image);
+    assert_eq!(shown["record"]["image"], image);
+    assert!(ok(reg, &["registry", "show", &va.to_string()])["image"].is_null());
+
     let holdout = path(&m.holdout);
     let report_dir = path(report);
     let (code, gate, err) = hp(

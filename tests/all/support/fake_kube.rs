@@ -22,8 +22,13 @@
 //!
 //! Simplifications (documented, not hidden): server-side apply merges the applied object into the
 //! live one (maps recursively, lists atomically) and records the manager in `managedFields`, but
-//! does not remove fields a manager stopped applying and does not report conflicts; namespaces need
-//! not exist.
+//! does not remove fields a manager stopped applying and does not report conflicts.
+//!
+//! Namespaces must exist, as on a real API server: a write into a namespace that has no Namespace
+//! object answers `404 namespaces "X" not found` (objects seeded with [`FakeKube::put`] bring their
+//! namespace along). Port-forward (`pods/NAME/portforward`, the `v4.channel.k8s.io` websocket
+//! protocol kube-rs speaks) works when a [`Kubelet`] is set: it is asked for the loopback address
+//! where the pod's image really runs, and the forward relays bytes to it.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -141,7 +146,7 @@ struct Change {
     object: Value,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Store {
     objects: BTreeMap<Key, Value>,
     rv: u64,
@@ -155,7 +160,14 @@ struct Store {
     controllers: HashMap<(String, String), tokio::task::AbortHandle>,
     /// Watch history older than this resourceVersion answers 410 Gone.
     compacted: u64,
+    kubelet: Option<Kubelet>,
 }
+
+/// Runs a pod's container for port-forwards: given the pod object and the pull secrets its spec
+/// and service account name (the Secret objects found), the loopback address where its image
+/// serves (started on first use), or an error saying why it cannot run.
+pub type Kubelet =
+    Arc<dyn Fn(&Value, &[Value]) -> Result<std::net::SocketAddr, String> + Send + Sync>;
 
 struct Shared {
     store: Mutex<Store>,
@@ -272,7 +284,17 @@ impl FakeKube {
     /// Creates or replaces an object as the server would store it (uid, versions, generation).
     /// `apiVersion`, `kind`, `metadata.name` (and `metadata.namespace` for namespaced kinds) are
     /// read from the object.
+    pub fn set_kubelet(&self, kubelet: Kubelet) {
+        self.store().kubelet = Some(kubelet);
+    }
+
     pub fn put(&self, object: Value) -> Value {
+        if let Some(ns) = object["metadata"]["namespace"].as_str()
+            && object["kind"] != "Namespace"
+            && self.get("v1", "namespaces", None, ns).is_none()
+        {
+            self.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
         let key = key_of(&object);
         write(&self.inner, &key, object, WriteMode::Replace, None)
     }
@@ -447,9 +469,19 @@ async fn handle(
     uri: Uri,
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    mut request: axum::extract::Request,
 ) -> Response {
     let path = uri.path().to_owned();
+    if method == Method::GET && path.ends_with("/portforward") {
+        let upgrade = request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>();
+        return portforward(&inner, &path, &query, &headers, upgrade);
+    }
+    let body = match axum::body::to_bytes(request.into_body(), 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return status_response(400, "BadRequest", &format!("cannot read the body: {e}")),
+    };
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -549,6 +581,29 @@ async fn route(
         );
     };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    // A real API server refuses writes into a namespace that does not exist.
+    if matches!(method.as_str(), "POST" | "PUT" | "PATCH")
+        && let Some(ns) = &t.ns
+        && !inner
+            .store
+            .lock()
+            .expect("store lock")
+            .objects
+            .contains_key(&Key {
+                prefix: "api/v1".into(),
+                plural: "namespaces".into(),
+                ns: None,
+                name: ns.clone(),
+            })
+    {
+        let mut status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("namespaces \"{ns}\" not found"),
+            "reason": "NotFound", "details": {"name": ns, "kind": "namespaces"}, "code": 404,
+        });
+        status["details"]["name"] = json!(ns);
+        return json_response(404, &status);
+    }
     match (method.as_str(), &t.name, t.sub.as_deref()) {
         ("GET", None, _) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(inner, &t, query)
@@ -2056,4 +2111,207 @@ async fn play(inner: Inner, ns: String, name: String, rollout: Rollout) {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Port-forward
+
+/// `GET .../pods/NAME/portforward?ports=P` with a websocket upgrade: the first frame on the data
+/// and error channels names the port (as the kubelet does), then bytes are relayed both ways
+/// between channel 0 and a TCP connection to where the kubelet runs the pod's image.
+fn portforward(
+    inner: &Inner,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response {
+    let Some(t) = parse_path(path) else {
+        return status_response(404, "NotFound", path);
+    };
+    let (Some(ns), Some(name)) = (t.ns.clone(), t.name.clone()) else {
+        return status_response(404, "NotFound", path);
+    };
+    let Some(port) = query.get("ports").and_then(|p| p.parse::<u16>().ok()) else {
+        return status_response(400, "BadRequest", "one port is required in `ports`");
+    };
+    let (pod, kubelet, secrets) = {
+        let s = inner.store.lock().expect("store lock");
+        let pod = s.objects.get(&key(&t, &name)).cloned();
+        let mut names: Vec<String> = Vec::new();
+        if let Some(p) = &pod {
+            let refs = p["spec"]["imagePullSecrets"].as_array().cloned();
+            names.extend(
+                refs.unwrap_or_default()
+                    .iter()
+                    .filter_map(|r| r["name"].as_str().map(str::to_owned)),
+            );
+            let account = p["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let sa = s.objects.get(&Key {
+                prefix: "api/v1".into(),
+                plural: "serviceaccounts".into(),
+                ns: Some(ns.clone()),
+                name: account.to_owned(),
+            });
+            if let Some(refs) = sa.and_then(|a| a["imagePullSecrets"].as_array()) {
+                names.extend(
+                    refs.iter()
+                        .filter_map(|r| r["name"].as_str().map(str::to_owned)),
+                );
+            }
+        }
+        let secrets: Vec<Value> = names
+            .iter()
+            .filter_map(|n| {
+                s.objects
+                    .get(&Key {
+                        prefix: "api/v1".into(),
+                        plural: "secrets".into(),
+                        ns: Some(ns.clone()),
+                        name: n.clone(),
+                    })
+                    .cloned()
+            })
+            .collect();
+        (pod, s.kubelet.clone(), secrets)
+    };
+    let Some(pod) = pod else {
+        return not_found(&t, &name);
+    };
+    let Some(kubelet) = kubelet else {
+        return status_response(
+            400,
+            "BadRequest",
+            "the fake API server runs no containers (set a Kubelet to port-forward)",
+        );
+    };
+    let (Some(key_header), Some(upgrade)) = (headers.get("sec-websocket-key"), upgrade) else {
+        return status_response(400, "BadRequest", "port-forward needs a websocket upgrade");
+    };
+    let offered: Vec<String> = headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .collect();
+    let Some(protocol) = offered
+        .iter()
+        .find(|p| p.as_str() == "v4.channel.k8s.io")
+        .cloned()
+    else {
+        return status_response(
+            400,
+            "BadRequest",
+            &format!("unsupported port-forward protocols {offered:?}"),
+        );
+    };
+    let accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key_header.as_bytes());
+    tokio::spawn(async move {
+        let backend = tokio::task::spawn_blocking(move || kubelet(&pod, &secrets)).await;
+        let Ok(upgraded) = upgrade.await else { return };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        relay(
+            ws,
+            port,
+            backend.unwrap_or_else(|e| Err(e.to_string())),
+            &ns,
+            &name,
+        )
+        .await;
+    });
+    Response::builder()
+        .status(101)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .header("sec-websocket-protocol", protocol)
+        .body(Body::empty())
+        .expect("response")
+}
+
+async fn relay<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    port: u16,
+    backend: Result<std::net::SocketAddr, String>,
+    ns: &str,
+    pod: &str,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut tx, mut rx) = ws.split();
+    let [lo, hi] = port.to_le_bytes();
+    if tx.send(Message::binary(vec![0, lo, hi])).await.is_err()
+        || tx.send(Message::binary(vec![1, lo, hi])).await.is_err()
+    {
+        return;
+    }
+    let conn = match backend {
+        Ok(addr) => tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            let mut frame = vec![1];
+            frame.extend_from_slice(
+                format!("error forwarding port {port} to pod {ns}/{pod}: {e}").as_bytes(),
+            );
+            let _ = tx.send(Message::binary(frame)).await;
+            let _ = tx.close().await;
+            return;
+        }
+    };
+    let (mut from_pod, mut to_pod) = conn.into_split();
+    // TCP half-close semantics: when the pod stops reading (e.g. it answered 413 to a body it
+    // will not read) the client's bytes are still consumed, so the client is never reset before
+    // it reads the answer; the stream closes when the client closes it.
+    let upstream = async {
+        let mut pod_open = true;
+        while let Some(Ok(msg)) = rx.next().await {
+            match msg {
+                Message::Binary(b)
+                    if b.first() == Some(&0)
+                        && pod_open
+                        && to_pod.write_all(&b[1..]).await.is_err() =>
+                {
+                    pod_open = false;
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = to_pod.shutdown().await;
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from_pod.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut frame = Vec::with_capacity(n + 1);
+                    frame.push(0);
+                    frame.extend_from_slice(&buf[..n]);
+                    if tx.send(Message::binary(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tx
+    };
+    let ((), mut tx) = tokio::join!(upstream, downstream);
+    let _ = tx.close().await;
 }

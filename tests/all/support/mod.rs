@@ -62,6 +62,14 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Finds a program on PATH without skipping or failing (for "this or that" choices).
+pub fn require_tool_quiet(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// The `health-predict` binary built for this test run.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_health-predict"))
@@ -87,7 +95,9 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
 }
 
 pub mod fake_kube;
+pub mod kubelet;
 pub mod moto;
 pub mod registry;
 pub mod runs;
 pub mod scorer;
+pub mod workflow;
