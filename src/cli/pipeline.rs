@@ -23,7 +23,8 @@ pub enum PipelineCommand {
     Run(RunArgs),
     /// Show the merged settings and which steps would run, and why, without running them.
     Plan(RunArgs),
-    /// Replay the five simulated future batches in order against one registry.
+    /// Replay the five simulated future batches in order against one registry (the image is
+    /// not built or run as a container unless --runtime asks for it).
     Simulate(SimulateArgs),
 }
 
@@ -597,6 +598,11 @@ async fn simulate(args: &SimulateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     }
     if args.settings.synth_rows.is_none() {
         settings.synth_rows = Some(50_000);
+    }
+    // A replay of the loop's decisions: the image is not built or run as a container unless
+    // --runtime asks for it (each run would add an image build and a container start).
+    if args.settings.container_runtime.is_none() {
+        settings.container_runtime = Some(RuntimeChoice::None);
     }
     let cfg = args.settings.resolve(settings)?;
     let clock = std::time::Instant::now();

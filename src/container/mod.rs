@@ -372,11 +372,6 @@ impl Runtime {
             exit_code: parts.next().and_then(|c| c.parse().ok()),
         })
     }
-
-    /// Removes an image (best effort: a test must not leave images behind).
-    pub async fn remove_image(&self, reference: &str) {
-        let _ = self.exec(&["rmi", "-f", reference], SHORT).await;
-    }
 }
 
 impl Container {

@@ -143,10 +143,13 @@ pub async fn test_image(
             (r.clone(), digest)
         }
     };
+    // A loaded archive is removed afterwards, also when this future is dropped (Ctrl-C).
+    let loaded = matches!(source, ImageSource::Archive { .. }).then(|| LoadedImage {
+        program: rt.program.clone(),
+        reference: reference.clone(),
+    });
     let result = run_container(rt, &reference, expect_version, latency_budget).await;
-    if matches!(source, ImageSource::Archive { .. }) {
-        rt.remove_image(&reference).await;
-    }
+    drop(loaded);
     let (report, cold_start, logs) = result?;
     crate::fsutil::write_atomic(logs_path, logs.as_bytes())
         .with_context(|| format!("cannot write {}", logs_path.display()))?;
@@ -158,6 +161,23 @@ pub async fn test_image(
         logs_path: logs_path.display().to_string(),
         report,
     })
+}
+
+/// Removes a loaded image when dropped (`rmi -f`, best effort).
+struct LoadedImage {
+    program: PathBuf,
+    reference: String,
+}
+
+impl Drop for LoadedImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.program)
+            .args(["rmi", "-f", &self.reference])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 async fn run_container(
