@@ -99,6 +99,8 @@ pub const PUBLISH_MAX_ANNOTATIONS: &str = "HEALTH_PREDICT_MAX_ANNOTATIONS";
 // aws
 /// The AWS region (the SDK's own variable; `AWS_DEFAULT_REGION` is read as a fallback).
 pub const AWS_REGION: &str = "AWS_REGION";
+pub const ECR_ROLE_ARN: &str = "HEALTH_PREDICT_ECR_ROLE_ARN";
+pub const SERVICE_TYPE: &str = "HEALTH_PREDICT_SERVICE_TYPE";
 pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// An endpoint for every AWS service (the SDK's own variable; tests point it at moto).
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
