@@ -198,7 +198,10 @@ mod tests {
         let forged = "x\n::error::pwned\r\n\u{1b}[31m\u{2028}::warning::y";
         let shown = printable(forged);
         assert_eq!(shown.lines().count(), 1);
-        assert_eq!(shown, "x\\n::error::pwned\\r\\n\\u{1b}[31m\\u{2028}::warning::y");
+        assert_eq!(
+            shown,
+            "x\\n::error::pwned\\r\\n\\u{1b}[31m\\u{2028}::warning::y"
+        );
     }
 
     #[test]

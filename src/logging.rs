@@ -4,10 +4,10 @@
 use std::borrow::Cow;
 
 use tracing::Level;
-use tracing_subscriber::{EnvFilter, Layer};
 use tracing_subscriber::filter::{self, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::cli::GlobalArgs;
 
@@ -29,9 +29,7 @@ pub const QUIET_TARGETS: &[&str] = &[
 pub fn allowed(target: &str, level: &Level) -> bool {
     let quiet = QUIET_TARGETS.iter().any(|t| {
         target.starts_with(t)
-            && (t.ends_with('_')
-                || target.len() == t.len()
-                || target[t.len()..].starts_with("::"))
+            && (t.ends_with('_') || target.len() == t.len() || target[t.len()..].starts_with("::"))
     });
     !quiet || *level <= Level::WARN
 }
@@ -50,8 +48,9 @@ pub fn init(global: &GlobalArgs) {
     });
     // The cap is a filter on the layer, not a directive: a more specific directive such as
     // `aws_smithy_runtime::client::orchestrator=trace` would win over any directive we append.
-    let filter = EnvFilter::new(directive)
-        .and(filter::filter_fn(|meta| allowed(meta.target(), meta.level())));
+    let filter = EnvFilter::new(directive).and(filter::filter_fn(|meta| {
+        allowed(meta.target(), meta.level())
+    }));
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer()
@@ -84,8 +83,10 @@ pub fn strip_url_credentials(text: &str) -> Cow<'_, str> {
         // delimiter; its last `@` ends the user information.
         let end = tail
             .find(|c: char| {
-                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ',')
-                    || c.is_whitespace()
+                matches!(
+                    c,
+                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ','
+                ) || c.is_whitespace()
             })
             .unwrap_or(tail.len());
         match tail[..end].rfind('@') {
@@ -124,7 +125,12 @@ mod tests {
             assert!(allowed(t, &Level::WARN), "{t}");
             assert!(allowed(t, &Level::ERROR), "{t}");
         }
-        for t in ["health_predict::aws::ecr", "health_predict", "h2o", "hyperloop"] {
+        for t in [
+            "health_predict::aws::ecr",
+            "health_predict",
+            "h2o",
+            "hyperloop",
+        ] {
             assert!(allowed(t, &Level::TRACE), "{t}");
         }
     }

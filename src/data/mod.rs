@@ -125,7 +125,11 @@ impl DataError {
                 1,
             ),
             DataError::TooLarge { line, limit, .. } => (
-                vec![one(*line, None, format!("stops the read: the file {limit}"))],
+                vec![one(
+                    *line,
+                    None,
+                    format!("stops the read: the file {limit}"),
+                )],
                 1,
             ),
             DataError::Empty { .. } => (

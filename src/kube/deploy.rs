@@ -22,8 +22,24 @@ use crate::retry::{Backoff, Decision, retry};
 /// Tags that name a channel, not a build: they move, so a rollback could not bring the old
 /// pods back and two replicas could run different images.
 const CHANNEL_TAGS: &[&str] = &[
-    "latest", "production", "prod", "staging", "stage", "stable", "main", "master", "dev",
-    "develop", "edge", "nightly", "canary", "current", "release", "test", "preview", "next",
+    "latest",
+    "production",
+    "prod",
+    "staging",
+    "stage",
+    "stable",
+    "main",
+    "master",
+    "dev",
+    "develop",
+    "edge",
+    "nightly",
+    "canary",
+    "current",
+    "release",
+    "test",
+    "preview",
+    "next",
 ];
 
 /// The image policy: a digest (`@sha256:` and 64 hex digits), or a tag that names one build. A tag
@@ -49,7 +65,9 @@ pub fn check_image(image: &str) -> Result<(), KubeError> {
     }
     let last = image.rsplit('/').next().unwrap_or(image);
     let tag = match last.split_once(':') {
-        None => return bad("has no tag, which means :latest: the cluster could run anything".into()),
+        None => {
+            return bad("has no tag, which means :latest: the cluster could run anything".into());
+        }
         Some((_, "")) => return bad("has an empty tag".into()),
         Some((_, tag)) => tag,
     };

@@ -365,9 +365,11 @@ pub struct Render<'a> {
 pub fn check_refresher(r: &Refresher) -> Result<(), String> {
     let unset = |v: &str| v.trim().is_empty() || v == PLACEHOLDER;
     if unset(&r.role_arn) {
-        return Err("the ECR refresher needs the IAM role it assumes: pass --ecr-role-arn \
+        return Err(
+            "the ECR refresher needs the IAM role it assumes: pass --ecr-role-arn \
                     (HEALTH_PREDICT_ECR_ROLE_ARN)"
-            .into());
+                .into(),
+        );
     }
     if !r.role_arn.starts_with("arn:") || !r.role_arn.contains(":role/") {
         return Err(format!(
@@ -376,9 +378,11 @@ pub fn check_refresher(r: &Refresher) -> Result<(), String> {
         ));
     }
     if unset(&r.region) {
-        return Err("the ECR refresher needs the registry's region: pass --aws-region \
+        return Err(
+            "the ECR refresher needs the registry's region: pass --aws-region \
                     (AWS_REGION)"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -567,25 +571,52 @@ mod tests {
         assert!(validate(&out).is_empty(), "{:#?}", validate(&out));
         let cj = out.iter().find(|d| d.kind() == "CronJob").expect("cronjob");
         let c = &cj.value["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-        let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
         let i = args.iter().position(|a| *a == "--namespace").unwrap();
         assert_eq!(args[i + 1], "prod");
         let env = |n: &str| {
-            c["env"].as_array().unwrap().iter().find(|e| e["name"] == n).unwrap()["value"].clone()
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == n)
+                .unwrap()["value"]
+                .clone()
         };
-        assert_eq!(env("AWS_ROLE_ARN"), "arn:aws:iam::210987654321:role/refresher");
+        assert_eq!(
+            env("AWS_ROLE_ARN"),
+            "arn:aws:iam::210987654321:role/refresher"
+        );
         assert_eq!(env("AWS_REGION"), "us-east-2");
         let text = serde_json::to_string(&cj.value).unwrap();
         assert!(!text.contains(PLACEHOLDER), "{text}");
-        assert!(check_refresher(&Refresher::default()).unwrap_err().contains("--ecr-role-arn"));
-        assert!(check_refresher(&Refresher { role_arn: "nope".into(), region: "x".into() }).is_err());
+        assert!(
+            check_refresher(&Refresher::default())
+                .unwrap_err()
+                .contains("--ecr-role-arn")
+        );
+        assert!(
+            check_refresher(&Refresher {
+                role_arn: "nope".into(),
+                region: "x".into()
+            })
+            .is_err()
+        );
         assert!(check_refresher(&refresher).is_ok());
     }
 
     #[test]
     fn the_network_policy_is_required_and_must_name_the_serving_port() {
         let mut docs = bundled().expect("parse");
-        let i = docs.iter().position(|d| d.kind() == "NetworkPolicy").expect("policy");
+        let i = docs
+            .iter()
+            .position(|d| d.kind() == "NetworkPolicy")
+            .expect("policy");
         docs[i].value["spec"]["ingress"][0]["ports"][0]["port"] = Value::from(9999);
         assert!(validate(&docs).join("\n").contains("ingress port 9999"));
         docs[i].value["spec"]["ingress"][0] = serde_json::json!({});

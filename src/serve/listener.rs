@@ -155,7 +155,8 @@ pub async fn serve(
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let mut closing = false;
-            let mut check = tokio::time::interval(limits.idle_timeout.max(Duration::from_millis(20)) / 4);
+            let mut check =
+                tokio::time::interval(limits.idle_timeout.max(Duration::from_millis(20)) / 4);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

@@ -475,29 +475,33 @@ fn credentials_in_the_base_url_are_never_printed_or_written() {
     for (url, want) in [(&with_creds, 4), (&refused, 5)] {
         for output in ["human", "json"] {
             let junit = dir.path().join(format!("{want}-{output}.xml"));
-            let (code, stdout, stderr) = run(bin()
-                .env("GITHUB_ACTIONS", "true")
-                .args([
-                    "-vv",
-                    "--output",
-                    output,
-                    "api-test",
-                    "--base-url",
-                    url,
-                    "--junit",
-                    junit.to_str().unwrap(),
-                    "--latency-requests",
-                    "3",
-                    "--ready-timeout",
-                    "1s",
-                ]));
+            let (code, stdout, stderr) = run(bin().env("GITHUB_ACTIONS", "true").args([
+                "-vv",
+                "--output",
+                output,
+                "api-test",
+                "--base-url",
+                url,
+                "--junit",
+                junit.to_str().unwrap(),
+                "--latency-requests",
+                "3",
+                "--ready-timeout",
+                "1s",
+            ]));
             assert_eq!(code, want, "{stderr}");
             let xml = std::fs::read_to_string(&junit).unwrap();
             for (what, text) in [("stdout", &stdout), ("stderr", &stderr), ("JUnit", &xml)] {
-                assert!(!text.contains(PASSWORD), "{what} holds the password:\n{text}");
+                assert!(
+                    !text.contains(PASSWORD),
+                    "{what} holds the password:\n{text}"
+                );
                 assert!(!text.contains("tester:"), "{what} holds the user:\n{text}");
             }
-            assert!(stdout.contains("127.0.0.1"), "the URL is still shown: {stdout}");
+            assert!(
+                stdout.contains("127.0.0.1"),
+                "the URL is still shown: {stdout}"
+            );
         }
     }
 }

@@ -479,7 +479,8 @@ async fn leak_test_no_secret_value_appears_in_any_output() {
                 assert!(err.lines().count() > 20, "trace logging is on");
             }
             assert!(
-                !err.lines().any(|l| l.contains("aws_smithy") || l.contains("orchestrator")),
+                !err.lines()
+                    .any(|l| l.contains("aws_smithy") || l.contains("orchestrator")),
                 "{filter} {args:?}: SDK events below WARN reached stderr:\n{err}"
             );
             captured.push_str(&out);

@@ -787,5 +787,8 @@ fn gzip_bombs_and_huge_records_stop_at_the_limits() {
         .args(["data", "validate", "--max-record-bytes", "64"])
         .arg(&p));
     assert_eq!(code, 6, "{err}");
-    assert!(err.contains("record longer than 64 bytes (line 1)"), "{err}");
+    assert!(
+        err.contains("record longer than 64 bytes (line 1)"),
+        "{err}"
+    );
 }

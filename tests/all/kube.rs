@@ -832,7 +832,13 @@ mod commands {
         }
         let (code, _, err) = run_async(cmd(
             &kc,
-            &["deploy", "--image", "r.io/api:v3", "--ecr-refresher", "--no-verify"],
+            &[
+                "deploy",
+                "--image",
+                "r.io/api:v3",
+                "--ecr-refresher",
+                "--no-verify",
+            ],
         ))
         .await;
         assert_ne!(code, 0, "{err}");
@@ -1098,11 +1104,22 @@ async fn deploy_without_namespace_rights_still_applies_the_rest() {
     let args = container["args"].to_string();
     assert!(args.contains(r#""--namespace","staging""#), "{args}");
     let env = container["env"].to_string();
-    assert!(env.contains("arn:aws:iam::210987654321:role/refresher"), "{env}");
-    assert!(env.contains("us-east-2") && !env.contains("set-by-health-predict-deploy"), "{env}");
+    assert!(
+        env.contains("arn:aws:iam::210987654321:role/refresher"),
+        "{env}"
+    );
+    assert!(
+        env.contains("us-east-2") && !env.contains("set-by-health-predict-deploy"),
+        "{env}"
+    );
     assert!(kinds.contains(&"NetworkPolicy"), "{kinds:?}");
     let np = fake
-        .get("networking.k8s.io/v1", "networkpolicies", Some("staging"), "health-predict")
+        .get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("staging"),
+            "health-predict",
+        )
         .expect("network policy");
     assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], "http");
     let svc = fake

@@ -485,7 +485,9 @@ async fn validation_errors_are_bounded_however_many_fields_are_wrong() {
     assert!(v["message"].as_str().unwrap().contains("first 20"), "{v}");
 
     // ~770 KB of unknown keys, in the batch object and in one encounter.
-    let keys: Vec<String> = (0..42_000).map(|i| format!("\"unknown_{i:06}\":1")).collect();
+    let keys: Vec<String> = (0..42_000)
+        .map(|i| format!("\"unknown_{i:06}\":1"))
+        .collect();
     let body = format!(
         "{{{},\"encounters\":[{{{}}}]}}",
         keys[..21_000].join(","),
@@ -496,7 +498,11 @@ async fn validation_errors_are_bounded_however_many_fields_are_wrong() {
     assert_eq!(status, 422);
     assert!(reply.len() < 16 << 10, "422 body is {} bytes", reply.len());
     let v: Value = serde_json::from_slice(&reply).unwrap();
-    assert!(v["total_fields"].as_u64().unwrap() >= 42_000, "{}", v["total_fields"]);
+    assert!(
+        v["total_fields"].as_u64().unwrap() >= 42_000,
+        "{}",
+        v["total_fields"]
+    );
 
     // One 500 KB key is not echoed back whole.
     let body = format!("{{\"{}\":1}}", "k".repeat(500 << 10));
@@ -530,7 +536,10 @@ async fn predictions_are_shed_above_the_concurrency_limit_and_probes_still_answe
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(scorer.calls.load(Ordering::SeqCst) > before, "never in flight");
+    assert!(
+        scorer.calls.load(Ordering::SeqCst) > before,
+        "never in flight"
+    );
 
     let c = client();
     let shed = c
@@ -589,7 +598,10 @@ async fn idle_and_half_sent_connections_are_closed() {
         .await
         .unwrap();
     let got = read_until_closed(&mut partial).await;
-    assert!(!got.starts_with(b"HTTP/1.1 200"), "a half-sent head was answered");
+    assert!(
+        !got.starts_with(b"HTTP/1.1 200"),
+        "a half-sent head was answered"
+    );
 
     // One request, then kept alive and idle.
     let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -597,7 +609,11 @@ async fn idle_and_half_sent_connections_are_closed() {
         .await
         .unwrap();
     let got = read_until_closed(&mut kept).await;
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,7 +626,10 @@ async fn connections_above_the_cap_wait_until_one_closes() {
     let url = format!("{}/health", h.base_url());
     let third = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!third.is_finished(), "a third connection was served above the cap");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served above the cap"
+    );
     drop(first);
     let status = tokio::time::timeout(Duration::from_secs(20), third)
         .await
