@@ -43,6 +43,29 @@ pub struct Location {
     pub title: Option<String>,
 }
 
+/// `s` on one line with every control character written as an escape (`\n`, `\r`, `\t`,
+/// `\u{1b}`, also the Unicode line and paragraph separators), for printing values that came from
+/// input files. Without it a quoted newline in a CSV cell would start a new output line, and a
+/// line such as `::error::...` is a workflow command to the Actions runner, whichever stream it
+/// is on.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}');
+    if !s.contains(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if bad(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Escapes a workflow command's message (data) part.
 pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
@@ -168,6 +191,18 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_keeps_values_on_one_line() {
+        assert_eq!(printable("plain [70-80)"), "plain [70-80)");
+        let forged = "x\n::error::pwned\r\n\u{1b}[31m\u{2028}::warning::y";
+        let shown = printable(forged);
+        assert_eq!(shown.lines().count(), 1);
+        assert_eq!(
+            shown,
+            "x\\n::error::pwned\\r\\n\\u{1b}[31m\\u{2028}::warning::y"
+        );
+    }
 
     #[test]
     fn escapes_data_and_properties() {

@@ -166,8 +166,18 @@ fn strip_credentials(v: &str) -> String {
     }
 }
 
-/// Diagnoses `url`: proxies, DNS, routes, TCP and a `GET /health`.
+/// Diagnoses `url`: proxies, DNS, routes, TCP and a `GET /health`. The diagnosis never repeats
+/// credentials given in the URL (`http://user:pass@host`).
 pub async fn diagnose(url: &str, proxy: ProxyMode, timeout: Duration) -> Diagnosis {
+    let strip = |s: &str| crate::logging::strip_url_credentials(s).into_owned();
+    let mut d = diagnose_raw(url, proxy, timeout).await;
+    d.url = strip(&d.url);
+    d.explanation = strip(&d.explanation);
+    d.advice = d.advice.iter().map(|a| strip(a)).collect();
+    d
+}
+
+async fn diagnose_raw(url: &str, proxy: ProxyMode, timeout: Duration) -> Diagnosis {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let mut d = Diagnosis {
         url: url.to_owned(),

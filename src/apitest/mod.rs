@@ -19,6 +19,7 @@ pub use junit::{junit_xml, write_junit};
 
 use crate::data::schema::AGE_BRACKETS;
 use crate::exit::{Diagnose, Exit};
+use crate::logging::strip_url_credentials;
 use crate::retry::{Backoff, Decision, retry};
 use crate::serve::encounter::example_json;
 
@@ -371,6 +372,13 @@ impl Suite {
 
 fn result(name: &str, started: Instant, outcome: Result<String, Failure>) -> CheckResult {
     let millis = started.elapsed().as_secs_f64() * 1000.0;
+    // Messages quote URLs (transport errors name the request URL): never with credentials.
+    let strip = |s: String| strip_url_credentials(&s).into_owned();
+    let outcome = outcome.map(strip).map_err(|f| Failure {
+        message: strip(f.message),
+        request: f.request.map(strip),
+        response: f.response.map(strip),
+    });
     let r = match outcome {
         Ok(message) => CheckResult {
             name: name.into(),
@@ -399,7 +407,11 @@ pub async fn run_suite(cfg: &SuiteConfig) -> Result<SuiteReport, ApiTestError> {
     let started = Instant::now();
     match reqwest::Url::parse(&cfg.base_url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-        _ => return Err(ApiTestError::BadUrl(cfg.base_url.clone())),
+        _ => {
+            return Err(ApiTestError::BadUrl(
+                strip_url_credentials(&cfg.base_url).into_owned(),
+            ));
+        }
     }
     let http = client(cfg.proxy, cfg.request_timeout).map_err(ApiTestError::Client)?;
     let oneshot = client_builder(cfg.proxy, cfg.request_timeout)
@@ -433,7 +445,7 @@ pub async fn run_suite(cfg: &SuiteConfig) -> Result<SuiteReport, ApiTestError> {
             checks.push(result("connectivity", t, Err(f)));
             let failed = checks.len();
             return Ok(SuiteReport {
-                base_url: cfg.base_url.clone(),
+                base_url: strip_url_credentials(&cfg.base_url).into_owned(),
                 passed: 0,
                 failed,
                 millis: started.elapsed().as_secs_f64() * 1000.0,
@@ -473,7 +485,7 @@ pub async fn run_suite(cfg: &SuiteConfig) -> Result<SuiteReport, ApiTestError> {
 
     let passed = checks.iter().filter(|c| c.passed).count();
     Ok(SuiteReport {
-        base_url: cfg.base_url.clone(),
+        base_url: strip_url_credentials(&cfg.base_url).into_owned(),
         passed,
         failed: checks.len() - passed,
         millis: started.elapsed().as_secs_f64() * 1000.0,

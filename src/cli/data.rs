@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use crate::ci;
 use crate::cli::{Context, env};
 use crate::data::fetch::{self, FetchReport, FetchRequest};
 use crate::data::profile::{Profile, profile};
@@ -72,6 +73,12 @@ pub struct ValidateArgs {
     /// List at most this many problems (all of them are counted).
     #[arg(long, env = env::MAX_ISSUES, default_value_t = 100)]
     pub max_issues: usize,
+    /// Stop with an error past this many bytes of input, after decompression (gzip bombs).
+    #[arg(long, env = env::MAX_INPUT_BYTES, default_value_t = crate::data::load::MAX_BYTES)]
+    pub max_bytes: u64,
+    /// Stop with an error at a record (row) longer than this many bytes.
+    #[arg(long, env = env::MAX_RECORD_BYTES, default_value_t = crate::data::load::MAX_RECORD_BYTES)]
+    pub max_record_bytes: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,6 +184,8 @@ impl Render for SplitReport {
 fn validate_cmd(a: ValidateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let opts = LoadOptions {
         max_issues: a.max_issues,
+        max_bytes: a.max_bytes,
+        max_record_bytes: a.max_record_bytes.max(1),
         ..if a.unlabeled {
             LoadOptions::unlabeled()
         } else {
@@ -213,6 +222,10 @@ fn validate_cmd(a: ValidateArgs, ctx: &Context) -> anyhow::Result<Exit> {
                     issues,
                 },
             )?;
+            if matches!(e, crate::data::DataError::TooLarge { .. }) {
+                // The read stopped: the error and its hint say which limit and how to raise it.
+                return Err(e.into());
+            }
             Err(fail(
                 Exit::InvalidInput,
                 format!(
@@ -332,7 +345,7 @@ impl Render for ProfileReport {
                     .top
                     .iter()
                     .take(3)
-                    .map(|t| format!("{} {:.1}%", t.value, 100.0 * t.share))
+                    .map(|t| format!("{} {:.1}%", ci::printable(&t.value), 100.0 * t.share))
                     .collect::<Vec<_>>()
                     .join(", "),
             };

@@ -75,9 +75,20 @@ pub struct DeployArgs {
     /// Apply only; do not watch the rollout.
     #[arg(long)]
     pub no_verify: bool,
-    /// Also apply the ECR refresher CronJob and its RBAC (k8s/ecr-refresher.yaml).
+    /// Also apply the ECR refresher CronJob and its RBAC (k8s/ecr-refresher.yaml); needs
+    /// --ecr-role-arn and --aws-region.
     #[arg(long)]
     pub ecr_refresher: bool,
+    /// The IAM role the refresher CronJob assumes through web identity.
+    #[arg(long, env = env::ECR_ROLE_ARN, requires = "ecr_refresher")]
+    pub ecr_role_arn: Option<String>,
+    /// The registry's AWS region, for the refresher CronJob.
+    #[arg(long, env = env::AWS_REGION)]
+    pub aws_region: Option<String>,
+    /// How the Service is exposed: cluster-ip (in-cluster only) or node-port (30080 on every
+    /// node: for kind, whose port mapping publishes it on the host).
+    #[arg(long, value_enum, env = env::SERVICE_TYPE, default_value = "cluster-ip")]
+    pub service_type: manifests::ServiceType,
     #[command(flatten)]
     pub verify: VerifyOpts,
 }
@@ -228,7 +239,11 @@ pub async fn deploy(args: DeployArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 .clone()
                 .unwrap_or_else(|| default_change_cause(&args.image)),
             image: args.image.clone(),
-            ecr_refresher: args.ecr_refresher,
+            ecr_refresher: args.ecr_refresher.then(|| manifests::Refresher {
+                role_arn: args.ecr_role_arn.clone().unwrap_or_default(),
+                region: args.aws_region.clone().unwrap_or_default(),
+            }),
+            service_type: args.service_type,
             manifests: manifests::bundled()?,
         },
         verify: (!args.no_verify)

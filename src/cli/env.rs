@@ -13,6 +13,8 @@ pub const DATA_URL: &str = "HEALTH_PREDICT_DATA_URL";
 // data
 pub const BATCH_ROWS: &str = "HEALTH_PREDICT_BATCH_ROWS";
 pub const MAX_ISSUES: &str = "HEALTH_PREDICT_MAX_ISSUES";
+pub const MAX_INPUT_BYTES: &str = "HEALTH_PREDICT_MAX_INPUT_BYTES";
+pub const MAX_RECORD_BYTES: &str = "HEALTH_PREDICT_MAX_RECORD_BYTES";
 pub const SYNTH_ROWS: &str = "HEALTH_PREDICT_SYNTH_ROWS";
 pub const DATA_DIR: &str = "HEALTH_PREDICT_DATA_DIR";
 pub const FETCH_TIMEOUT: &str = "HEALTH_PREDICT_FETCH_TIMEOUT";
@@ -51,6 +53,10 @@ pub const ADDR: &str = "HEALTH_PREDICT_ADDR";
 pub const BATCH_LIMIT: &str = "HEALTH_PREDICT_BATCH_LIMIT";
 pub const BODY_LIMIT: &str = "HEALTH_PREDICT_BODY_LIMIT";
 pub const REQUEST_TIMEOUT: &str = "HEALTH_PREDICT_REQUEST_TIMEOUT";
+pub const MAX_CONCURRENT: &str = "HEALTH_PREDICT_MAX_CONCURRENT";
+pub const MAX_CONNECTIONS: &str = "HEALTH_PREDICT_MAX_CONNECTIONS";
+pub const HEADER_READ_TIMEOUT: &str = "HEALTH_PREDICT_HEADER_READ_TIMEOUT";
+pub const IDLE_TIMEOUT: &str = "HEALTH_PREDICT_IDLE_TIMEOUT";
 pub const SHUTDOWN_GRACE: &str = "HEALTH_PREDICT_SHUTDOWN_GRACE";
 pub const READY_TIMEOUT: &str = "HEALTH_PREDICT_READY_TIMEOUT";
 pub const BASE_URL: &str = "HEALTH_PREDICT_BASE_URL";
@@ -97,6 +103,8 @@ pub const REPORT_OUT: &str = "HEALTH_PREDICT_REPORT_OUT";
 // aws
 /// The AWS region (the SDK's own variable; `AWS_DEFAULT_REGION` is read as a fallback).
 pub const AWS_REGION: &str = "AWS_REGION";
+pub const ECR_ROLE_ARN: &str = "HEALTH_PREDICT_ECR_ROLE_ARN";
+pub const SERVICE_TYPE: &str = "HEALTH_PREDICT_SERVICE_TYPE";
 pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// An endpoint for every AWS service (the SDK's own variable; tests point it at moto).
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";

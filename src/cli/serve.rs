@@ -25,6 +25,18 @@ pub struct ServeArgs {
     /// Longest a request may take, body included (408 after it), e.g. `10s`, `500ms`.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = env::REQUEST_TIMEOUT)]
     pub request_timeout: Duration,
+    /// Most prediction requests in flight; more get 503 with Retry-After (probes are never shed).
+    #[arg(long, default_value_t = 32, env = env::MAX_CONCURRENT)]
+    pub max_concurrent: usize,
+    /// Most open connections (kept below the open-file limit); more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024, env = env::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once the connection waits for them.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = env::HEADER_READ_TIMEOUT)]
+    pub header_read_timeout: Duration,
+    /// Close a connection with no request in flight for this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = env::IDLE_TIMEOUT)]
+    pub idle_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM/Ctrl-C.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = env::SHUTDOWN_GRACE)]
     pub shutdown_grace: Duration,
@@ -57,6 +69,10 @@ impl ServeArgs {
         c.batch_limit = self.batch_limit;
         c.body_limit = self.body_limit;
         c.request_timeout = self.request_timeout;
+        c.max_concurrent = self.max_concurrent;
+        c.max_connections = self.max_connections;
+        c.header_read_timeout = self.header_read_timeout;
+        c.idle_timeout = self.idle_timeout;
         c.identity = crate::serve::Identity {
             name: self.model_name.clone(),
             version: self.model_version.clone(),

@@ -2,9 +2,11 @@
 //! against the schema. Bad input is reported by file, line, column and value with what was
 //! expected; the loader never panics on input.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -21,7 +23,19 @@ pub struct LoadOptions {
     pub require_ids: bool,
     /// Stop collecting cell problems after this many (the total is still counted).
     pub max_issues: usize,
+    /// Most bytes read, after decompression: a small gzip file can expand without bound.
+    pub max_bytes: u64,
+    /// Longest record (one row, quoted newlines included) in bytes; the reader holds a whole
+    /// record in memory, so one huge field would otherwise take as much.
+    pub max_record_bytes: u64,
 }
+
+/// Default [`LoadOptions::max_bytes`]: 1 GiB (the real file is 18 MB).
+pub const MAX_BYTES: u64 = 1 << 30;
+/// Default [`LoadOptions::max_record_bytes`]: 1 MiB (real rows are under 1 KB).
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+/// The CSV reader's buffer: it reads this far ahead of the record it parses.
+const BUFFER: usize = 1 << 16;
 
 impl Default for LoadOptions {
     fn default() -> Self {
@@ -29,7 +43,63 @@ impl Default for LoadOptions {
             require_target: true,
             require_ids: true,
             max_issues: 20,
+            max_bytes: MAX_BYTES,
+            max_record_bytes: MAX_RECORD_BYTES,
         }
+    }
+}
+
+/// Which input limit was exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// [`LoadOptions::max_bytes`].
+    Bytes(u64),
+    /// [`LoadOptions::max_record_bytes`].
+    Record(u64),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Bytes(n) => write!(f, "holds more than {n} bytes (after decompression)"),
+            Limit::Record(n) => write!(f, "has a record longer than {n} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for Limit {}
+
+/// Counts what the CSV reader pulls and fails once either limit is passed, before the reader
+/// could buffer it. `record_start` is the byte offset where the current record began (set by
+/// the parse loop); the reader may be up to one buffer ahead of it.
+struct Limited<R> {
+    inner: R,
+    read: u64,
+    record_start: Rc<Cell<u64>>,
+    max_bytes: u64,
+    max_record: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.max_bytes {
+            return Err(std::io::Error::other(Limit::Bytes(self.max_bytes)));
+        }
+        let window = self.max_record + 2 * BUFFER as u64;
+        if self.read.saturating_sub(self.record_start.get()) > window {
+            return Err(std::io::Error::other(Limit::Record(self.max_record)));
+        }
+        Ok(n)
+    }
+}
+
+/// The limit behind a CSV read error, if it was one.
+fn limit_of(e: &csv::Error) -> Option<Limit> {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => io.get_ref()?.downcast_ref::<Limit>().copied(),
+        _ => None,
     }
 }
 
@@ -70,14 +140,31 @@ pub fn read<'r>(
     } else {
         Box::new(buffered)
     };
-    parse(input, source, opts)
+    let record_start = Rc::new(Cell::new(0));
+    let limited = Limited {
+        inner: input,
+        read: 0,
+        record_start: record_start.clone(),
+        max_bytes: opts.max_bytes,
+        max_record: opts.max_record_bytes,
+    };
+    parse(Box::new(limited), &record_start, source, opts)
 }
 
-fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<Table, DataError> {
+fn parse(
+    input: Box<dyn Read + '_>,
+    record_start: &Cell<u64>,
+    source: &str,
+    opts: &LoadOptions,
+) -> Result<Table, DataError> {
+    // Records end at `\n` only, with a trailing `\r` stripped below: with the default CRLF
+    // terminator the reader counts a CRLF's `\n` towards the next record and every line number
+    // of a Windows file comes out one low.
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .buffer_capacity(1 << 16)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .buffer_capacity(BUFFER)
         .from_reader(input);
     let mut record = csv::ByteRecord::new();
     // I/O errors (a gzip stream cut short) carry no position: name the line after the last
@@ -85,11 +172,30 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
     let read_err = |last: u64| {
         move |e: csv::Error| {
             let line = e.position().map_or(last + 1, |p| p.line());
-            DataError::Read {
-                path: source.to_owned(),
-                line: Some(line),
-                source: e,
+            match limit_of(&e) {
+                Some(limit) => DataError::TooLarge {
+                    path: source.to_owned(),
+                    line,
+                    limit,
+                },
+                None => DataError::Read {
+                    path: source.to_owned(),
+                    line: Some(line),
+                    source: e,
+                },
             }
+        }
+    };
+    // A record that fits the read-ahead window can still be over the limit: check it exactly.
+    let check_len = |record: &csv::ByteRecord, line: u64| {
+        if record.as_slice().len() as u64 > opts.max_record_bytes {
+            Err(DataError::TooLarge {
+                path: source.to_owned(),
+                line,
+                limit: Limit::Record(opts.max_record_bytes),
+            })
+        } else {
+            Ok(())
         }
     };
     if !csv.read_byte_record(&mut record).map_err(read_err(0))? {
@@ -97,6 +203,8 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
             path: source.to_owned(),
         });
     }
+    check_len(&record, 1)?;
+    record_start.set(csv.position().byte());
     let mapping = header(&record, source, opts)?;
     let mut present = [false; WIDTH];
     for &c in mapping.iter().flatten() {
@@ -115,9 +223,12 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
     };
     let mut last = 1;
     while csv.read_byte_record(&mut record).map_err(read_err(last))? {
+        record_start.set(csv.position().byte());
         let line = record.position().map_or(0, |p| p.line());
         last = line;
-        if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
+        check_len(&record, line)?;
+        let width = record.len();
+        if width == 1 && record.get(0).is_some_and(|f| cell(0, width, f).is_empty()) {
             continue; // a blank line
         }
         if record.len() != mapping.len() {
@@ -139,6 +250,7 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
         let mut fields: Vec<&str> = Vec::with_capacity(WIDTH);
         let mut row_ok = true;
         for (i, raw) in record.iter().enumerate() {
+            let raw = cell(i, width, raw);
             match std::str::from_utf8(raw) {
                 Ok(s) => fields.push(s),
                 Err(_) => {
@@ -195,6 +307,15 @@ fn parse(input: Box<dyn Read + '_>, source: &str, opts: &LoadOptions) -> Result<
         });
     }
     Ok(table)
+}
+
+/// Field `i` of a record `width` wide, without the `\r` of a CRLF line end.
+fn cell(i: usize, width: usize, raw: &[u8]) -> &[u8] {
+    if i + 1 == width {
+        raw.strip_suffix(b"\r").unwrap_or(raw)
+    } else {
+        raw
+    }
 }
 
 /// Maps each file column to its schema index, checking for missing, unknown and duplicate names.

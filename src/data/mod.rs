@@ -30,12 +30,18 @@ pub struct Issue {
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Columns and values come from the file: printed on one line, control characters escaped.
         write!(f, "line {}", self.line)?;
         if let Some(c) = &self.column {
-            write!(f, ", column `{c}`")?;
+            write!(f, ", column `{}`", crate::ci::printable(&truncate(c, 60)))?;
         }
         match (&self.column, &self.value) {
-            (_, Some(v)) => write!(f, ": value `{}` {}", truncate(v, 60), self.problem),
+            (_, Some(v)) => write!(
+                f,
+                ": value `{}` {}",
+                crate::ci::printable(&truncate(v, 60)),
+                self.problem
+            ),
             (Some(_), None) => write!(f, ": {}", self.problem),
             (None, None) => write!(f, ": row {}", self.problem),
         }
@@ -65,6 +71,12 @@ pub enum DataError {
         line: Option<u64>,
         #[source]
         source: csv::Error,
+    },
+    #[error("{path} {limit} (line {line})")]
+    TooLarge {
+        path: String,
+        line: u64,
+        limit: load::Limit,
     },
     #[error("{path} is empty: expected a header line with the 50 column names")]
     Empty { path: String },
@@ -109,6 +121,14 @@ impl DataError {
                     line.unwrap_or(0),
                     None,
                     format!("cannot be read: {source}"),
+                )],
+                1,
+            ),
+            DataError::TooLarge { line, limit, .. } => (
+                vec![one(
+                    *line,
+                    None,
+                    format!("stops the read: the file {limit}"),
                 )],
                 1,
             ),
@@ -162,7 +182,11 @@ fn list(label: &str, names: &[String]) -> String {
     if names.is_empty() {
         String::new()
     } else {
-        let shown: Vec<_> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+        let shown: Vec<_> = names
+            .iter()
+            .take(8)
+            .map(|n| format!("`{}`", crate::ci::printable(&truncate(n, 60))))
+            .collect();
         let more = if names.len() > 8 {
             format!(" and {} more", names.len() - 8)
         } else {
@@ -185,6 +209,19 @@ impl Diagnose for DataError {
                  with `health-predict data fetch`"
                     .into()
             }
+            DataError::TooLarge {
+                limit: load::Limit::Bytes(_),
+                ..
+            } => "the input is larger than an encounter file should be (a gzip bomb?); if it \
+                  is genuine, raise --max-bytes on `data validate` (HEALTH_PREDICT_MAX_INPUT_BYTES)"
+                .into(),
+            DataError::TooLarge {
+                limit: load::Limit::Record(_),
+                ..
+            } => "one record is far longer than an encounter row (an unclosed quote, or a huge \
+                  field); fix that line, or raise --max-record-bytes on `data validate` \
+                  (HEALTH_PREDICT_MAX_RECORD_BYTES)"
+                .into(),
             DataError::Empty { .. } | DataError::NoRows { .. } => {
                 "point --data at a file with encounters, or make one with `health-predict data synth`".into()
             }

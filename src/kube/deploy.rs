@@ -19,33 +19,85 @@ use super::manifests::{self, CHANGE_CAUSE, Doc};
 use super::verify::{self, REVISION, VerifyReport, VerifyRequest};
 use crate::retry::{Backoff, Decision, retry};
 
-/// Rejects image references that do not pin what runs: untagged or `:latest`.
+/// Tags that name a channel, not a build: they move, so a rollback could not bring the old
+/// pods back and two replicas could run different images.
+const CHANNEL_TAGS: &[&str] = &[
+    "latest",
+    "production",
+    "prod",
+    "staging",
+    "stage",
+    "stable",
+    "main",
+    "master",
+    "dev",
+    "develop",
+    "edge",
+    "nightly",
+    "canary",
+    "current",
+    "release",
+    "test",
+    "preview",
+    "next",
+];
+
+/// The image policy: a digest (`@sha256:` and 64 hex digits), or a tag that names one build. A tag
+/// names one build when it is not a channel name and carries a version number (`v3`, `1.4.2`,
+/// `v12-3f2c1e9a`) or a commit hash (7 to 40 hex digits). Registries can move any tag: deploy by
+/// digest where you can (`image push` reports it).
 pub fn check_image(image: &str) -> Result<(), KubeError> {
-    let bad = |problem: &str| {
+    let bad = |problem: String| {
         Err(KubeError::ImageRef {
             image: image.to_owned(),
-            problem: problem.to_owned(),
+            problem,
         })
     };
     if image.trim().is_empty() || image.contains(char::is_whitespace) {
-        return bad("is empty or contains whitespace");
+        return bad("is empty or contains whitespace".into());
     }
     if let Some((_, digest)) = image.split_once('@') {
         let hex = digest.strip_prefix("sha256:").unwrap_or("");
         if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Ok(());
         }
-        return bad("has a malformed digest (expected @sha256: and 64 hex digits)");
+        return bad("has a malformed digest (expected @sha256: and 64 hex digits)".into());
     }
     let last = image.rsplit('/').next().unwrap_or(image);
-    match last.split_once(':') {
-        None => bad("has no tag, which means :latest: the cluster could run anything"),
-        Some((_, "latest")) => {
-            bad("uses :latest, which kind and kubelets may silently re-pull or not pull at all")
+    let tag = match last.split_once(':') {
+        None => {
+            return bad("has no tag, which means :latest: the cluster could run anything".into());
         }
-        Some((_, "")) => bad("has an empty tag"),
-        Some(_) => Ok(()),
+        Some((_, "")) => return bad("has an empty tag".into()),
+        Some((_, tag)) => tag,
+    };
+    if tag == "latest" {
+        return bad(
+            "uses :latest, which kind and kubelets may silently re-pull or not pull at all".into(),
+        );
     }
+    let lower = tag.to_ascii_lowercase();
+    if CHANNEL_TAGS.contains(&lower.as_str()) {
+        return bad(format!(
+            "uses :{tag}, a tag that moves from build to build; deploy by digest \
+             (REPO@sha256:...) or by a tag naming one build (a version or commit)"
+        ));
+    }
+    let names_a_build = lower.split(['.', '-', '_', '+']).any(|part| {
+        let version = part.strip_prefix('v').unwrap_or(part);
+        let is_version = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit());
+        let is_commit = (7..=40).contains(&part.len())
+            && part.bytes().all(|b| b.is_ascii_hexdigit())
+            && part.bytes().any(|b| b.is_ascii_digit());
+        is_version || is_commit
+    });
+    if !names_a_build {
+        return bad(format!(
+            "uses :{tag}, which names no version or commit and may be moved; deploy by digest \
+             (REPO@sha256:...) or by a tag like v3, 1.4.2 or a commit hash"
+        ));
+    }
+    Ok(())
 }
 
 /// What to deploy.
@@ -54,8 +106,10 @@ pub struct DeployRequest {
     pub namespace: String,
     pub image: String,
     pub change_cause: String,
-    /// Also apply the ECR refresher CronJob and its RBAC.
-    pub ecr_refresher: bool,
+    /// Also apply the ECR refresher CronJob and its RBAC, with these settings.
+    pub ecr_refresher: Option<manifests::Refresher>,
+    /// ClusterIP (default) or NodePort (kind).
+    pub service_type: manifests::ServiceType,
     /// The manifests (normally [`manifests::bundled`]).
     pub manifests: Vec<Doc>,
 }
@@ -98,6 +152,7 @@ fn resource_for(doc: &Doc) -> Result<(ApiResource, bool), KubeError> {
         "CronJob" => ("cronjobs", true),
         "Role" => ("roles", true),
         "RoleBinding" => ("rolebindings", true),
+        "NetworkPolicy" => ("networkpolicies", true),
         other => {
             return Err(KubeError::Manifest {
                 name: doc.file.clone(),
@@ -113,6 +168,12 @@ fn resource_for(doc: &Doc) -> Result<(ApiResource, bool), KubeError> {
 /// forced: this program owns these fields), namespace first.
 pub async fn deploy(client: &Client, req: &DeployRequest) -> Result<DeployOutcome, KubeError> {
     check_image(&req.image)?;
+    if let Some(r) = &req.ecr_refresher {
+        manifests::check_refresher(r).map_err(|problem| KubeError::Manifest {
+            name: "ecr-refresher.yaml".into(),
+            problem,
+        })?;
+    }
     let problems = manifests::validate(&req.manifests);
     if let Some(first) = problems.first() {
         return Err(KubeError::Manifest {
@@ -126,7 +187,8 @@ pub async fn deploy(client: &Client, req: &DeployRequest) -> Result<DeployOutcom
             namespace: &req.namespace,
             image: &req.image,
             change_cause: &req.change_cause,
-            ecr_refresher: req.ecr_refresher,
+            ecr_refresher: req.ecr_refresher.as_ref(),
+            service_type: req.service_type,
         },
     );
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -449,10 +511,24 @@ mod tests {
     fn image_refs_must_pin() {
         let digest = format!("r.io/a/b@sha256:{}", "a".repeat(64));
         assert!(check_image(&digest).is_ok());
-        assert!(check_image("r.io:5000/a/b:3f2c1e9").is_ok());
+        for good in [
+            "r.io:5000/a/b:3f2c1e9",
+            "r.io/a:v3",
+            "r.io/a:1.4.2",
+            "r.io/a:v12-3f2c1e9a",
+            "r.io/a:good-v1",
+            "a:80",
+        ] {
+            assert!(check_image(good).is_ok(), "{good}");
+        }
         for bad in [
             "r.io/a/b",
             "r.io/a/b:latest",
+            "r.io/a/b:production",
+            "r.io/a/b:Stable",
+            "r.io/a/b:main",
+            "r.io/a/b:feature-x",
+            "r.io/a/b:beefcafe",
             "r.io:5000/a",
             "r.io/a@sha256:xyz",
             "",

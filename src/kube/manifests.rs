@@ -17,6 +17,28 @@ pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const APP: &str = "health-predict";
 /// The namespace the bundled manifests name.
 pub const DEFAULT_NAMESPACE: &str = "health-predict";
+/// Values in `k8s/ecr-refresher.yaml` that `deploy` must replace (role ARN, region).
+pub const PLACEHOLDER: &str = "set-by-health-predict-deploy";
+
+/// How the Service is exposed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceType {
+    /// Inside the cluster only (the default; reach it with a port-forward or an Ingress).
+    #[default]
+    ClusterIp,
+    /// Also on port 30080 of every node: for kind, whose port mappings publish it on the host.
+    NodePort,
+}
+
+/// The ECR refresher CronJob's settings (rendered into `k8s/ecr-refresher.yaml`).
+#[derive(Debug, Clone, Default)]
+pub struct Refresher {
+    /// The IAM role the CronJob assumes through web identity.
+    pub role_arn: String,
+    /// The AWS region of the registry.
+    pub region: String,
+}
 
 /// The files of `k8s/`, in apply order.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -26,6 +48,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../k8s/serviceaccount.yaml"),
     ),
     ("service.yaml", include_str!("../../k8s/service.yaml")),
+    (
+        "networkpolicy.yaml",
+        include_str!("../../k8s/networkpolicy.yaml"),
+    ),
     ("pdb.yaml", include_str!("../../k8s/pdb.yaml")),
     ("deployment.yaml", include_str!("../../k8s/deployment.yaml")),
     (
@@ -128,6 +154,9 @@ pub fn validate_schema(doc: &Doc) -> Vec<String> {
         ("batch/v1", "CronJob") => roundtrip::<batch::v1::CronJob>(v),
         ("rbac.authorization.k8s.io/v1", "Role") => roundtrip::<rbac::v1::Role>(v),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => roundtrip::<rbac::v1::RoleBinding>(v),
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            roundtrip::<k8s_openapi::api::networking::v1::NetworkPolicy>(v)
+        }
         (api, kind) => Err(format!("unsupported apiVersion/kind {api}/{kind}")),
     };
     match result {
@@ -250,6 +279,50 @@ pub fn validate(docs: &[Doc]) -> Vec<String> {
         }
         None => problems.push(format!("no Service named {APP}")),
     }
+    if let Some(np) = find("NetworkPolicy", APP) {
+        let spec = &np.value["spec"];
+        if !labels_match(&spec["podSelector"]["matchLabels"], pod_labels) {
+            problems.push(format!(
+                "{}: podSelector does not select the Deployment's pods",
+                np.label()
+            ));
+        }
+        let container_ports: Vec<&Value> = d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+            .collect();
+        let rules = spec["ingress"].as_array().cloned().unwrap_or_default();
+        for rule in &rules {
+            let ports = rule["ports"].as_array().cloned().unwrap_or_default();
+            // A rule without ports admits every port: exactly what this policy must not do.
+            if ports.is_empty() {
+                problems.push(format!(
+                    "{}: an ingress rule without ports opens every port; list the serving port",
+                    np.label()
+                ));
+            }
+            for p in &ports {
+                let ok = container_ports.iter().any(|cp| match &p["port"] {
+                    Value::String(n) => cp["name"] == n.as_str(),
+                    Value::Number(n) => cp["containerPort"].as_u64() == n.as_u64(),
+                    _ => false,
+                });
+                if !ok {
+                    problems.push(format!(
+                        "{}: ingress port {} is not the serving container's port",
+                        np.label(),
+                        p["port"]
+                    ));
+                }
+            }
+        }
+    } else {
+        problems.push(format!(
+            "no NetworkPolicy named {APP}: ingress to the pods must be limited to the serving port"
+        ));
+    }
     if let Some(pdb) = find("PodDisruptionBudget", APP)
         && !labels_match(&pdb.value["spec"]["selector"]["matchLabels"], pod_labels)
     {
@@ -283,15 +356,42 @@ pub struct Render<'a> {
     pub namespace: &'a str,
     pub image: &'a str,
     pub change_cause: &'a str,
-    /// Include the ECR refresher CronJob and its RBAC.
-    pub ecr_refresher: bool,
+    /// Include the ECR refresher CronJob and its RBAC, with these settings.
+    pub ecr_refresher: Option<&'a Refresher>,
+    pub service_type: ServiceType,
+}
+
+/// Why a refresher cannot be rendered: a setting left empty or at the placeholder.
+pub fn check_refresher(r: &Refresher) -> Result<(), String> {
+    let unset = |v: &str| v.trim().is_empty() || v == PLACEHOLDER;
+    if unset(&r.role_arn) {
+        return Err(
+            "the ECR refresher needs the IAM role it assumes: pass --ecr-role-arn \
+                    (HEALTH_PREDICT_ECR_ROLE_ARN)"
+                .into(),
+        );
+    }
+    if !r.role_arn.starts_with("arn:") || !r.role_arn.contains(":role/") {
+        return Err(format!(
+            "--ecr-role-arn `{}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+            r.role_arn
+        ));
+    }
+    if unset(&r.region) {
+        return Err(
+            "the ECR refresher needs the registry's region: pass --aws-region \
+                    (AWS_REGION)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The bundled documents for one deploy: namespace set everywhere, the image in place of the
 /// placeholder, the change cause on the Deployment.
 pub fn render(docs: &[Doc], r: &Render<'_>) -> Vec<Doc> {
     docs.iter()
-        .filter(|d| r.ecr_refresher || d.file != "ecr-refresher.yaml")
+        .filter(|d| r.ecr_refresher.is_some() || d.file != "ecr-refresher.yaml")
         .map(|d| {
             let mut d = d.clone();
             let kind = d.kind().to_owned();
@@ -310,9 +410,54 @@ pub fn render(docs: &[Doc], r: &Render<'_>) -> Vec<Doc> {
             if kind == "Deployment" {
                 v["metadata"]["annotations"][CHANGE_CAUSE] = Value::from(r.change_cause);
             }
+            if kind == "Service" && d.file == "service.yaml" {
+                render_service(&mut d.value, r.service_type);
+            }
+            if let (Some(refresher), "CronJob") = (r.ecr_refresher, kind.as_str()) {
+                render_refresher(&mut d.value, r.namespace, refresher);
+            }
             d
         })
         .collect()
+}
+
+fn render_service(v: &mut Value, t: ServiceType) {
+    let spec = &mut v["spec"];
+    match t {
+        ServiceType::ClusterIp => {
+            spec["type"] = Value::from("ClusterIP");
+            if let Some(ports) = spec["ports"].as_array_mut() {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+        }
+        ServiceType::NodePort => {
+            spec["type"] = Value::from("NodePort");
+            if let Some(p) = spec["ports"].get_mut(0) {
+                p["nodePort"] = Value::from(super::cluster::NODE_PORT);
+            }
+        }
+    }
+}
+
+fn render_refresher(v: &mut Value, namespace: &str, r: &Refresher) {
+    let containers = &mut v["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"];
+    for c in containers.as_array_mut().into_iter().flatten() {
+        if let Some(args) = c["args"].as_array_mut()
+            && let Some(i) = args.iter().position(|a| a == "--namespace")
+            && i + 1 < args.len()
+        {
+            args[i + 1] = Value::from(namespace);
+        }
+        for e in c["env"].as_array_mut().into_iter().flatten() {
+            match e["name"].as_str() {
+                Some("AWS_ROLE_ARN") => e["value"] = Value::from(r.role_arn.as_str()),
+                Some("AWS_REGION") => e["value"] = Value::from(r.region.as_str()),
+                _ => {}
+            }
+        }
+    }
 }
 
 fn replace_image(v: &mut Value, image: &str) {
@@ -381,7 +526,8 @@ mod tests {
                 namespace: "staging",
                 image: "r.io/a@sha256:abc",
                 change_cause: "deploy x",
-                ecr_refresher: false,
+                ecr_refresher: None,
+                service_type: ServiceType::default(),
             },
         );
         assert!(out.iter().all(|d| d.file != "ecr-refresher.yaml"));
@@ -398,6 +544,84 @@ mod tests {
             d.value["spec"]["template"]["spec"]["containers"][0]["image"],
             "r.io/a@sha256:abc"
         );
-        assert_eq!(node_port(&docs), Some(30080));
+        let svc = out.iter().find(|d| d.kind() == "Service").expect("svc");
+        assert_eq!(svc.value["spec"]["type"], "ClusterIP");
+        assert_eq!(node_port(&out), None);
+        assert!(out.iter().any(|d| d.kind() == "NetworkPolicy"));
+    }
+
+    #[test]
+    fn node_port_and_refresher_are_rendered_from_the_request() {
+        let docs = bundled().expect("parse");
+        let refresher = Refresher {
+            role_arn: "arn:aws:iam::210987654321:role/refresher".into(),
+            region: "us-east-2".into(),
+        };
+        let out = render(
+            &docs,
+            &Render {
+                namespace: "prod",
+                image: "r.io/a@sha256:abc",
+                change_cause: "x",
+                ecr_refresher: Some(&refresher),
+                service_type: ServiceType::NodePort,
+            },
+        );
+        assert_eq!(node_port(&out), Some(super::super::cluster::NODE_PORT));
+        assert!(validate(&out).is_empty(), "{:#?}", validate(&out));
+        let cj = out.iter().find(|d| d.kind() == "CronJob").expect("cronjob");
+        let c = &cj.value["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let i = args.iter().position(|a| *a == "--namespace").unwrap();
+        assert_eq!(args[i + 1], "prod");
+        let env = |n: &str| {
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == n)
+                .unwrap()["value"]
+                .clone()
+        };
+        assert_eq!(
+            env("AWS_ROLE_ARN"),
+            "arn:aws:iam::210987654321:role/refresher"
+        );
+        assert_eq!(env("AWS_REGION"), "us-east-2");
+        let text = serde_json::to_string(&cj.value).unwrap();
+        assert!(!text.contains(PLACEHOLDER), "{text}");
+        assert!(
+            check_refresher(&Refresher::default())
+                .unwrap_err()
+                .contains("--ecr-role-arn")
+        );
+        assert!(
+            check_refresher(&Refresher {
+                role_arn: "nope".into(),
+                region: "x".into()
+            })
+            .is_err()
+        );
+        assert!(check_refresher(&refresher).is_ok());
+    }
+
+    #[test]
+    fn the_network_policy_is_required_and_must_name_the_serving_port() {
+        let mut docs = bundled().expect("parse");
+        let i = docs
+            .iter()
+            .position(|d| d.kind() == "NetworkPolicy")
+            .expect("policy");
+        docs[i].value["spec"]["ingress"][0]["ports"][0]["port"] = Value::from(9999);
+        assert!(validate(&docs).join("\n").contains("ingress port 9999"));
+        docs[i].value["spec"]["ingress"][0] = serde_json::json!({});
+        assert!(validate(&docs).join("\n").contains("opens every port"));
+        docs.remove(i);
+        assert!(validate(&docs).join("\n").contains("no NetworkPolicy"));
     }
 }

@@ -146,7 +146,9 @@ pub async fn deploy(cfg: &PipelineConfig, image: &str, version: u64) -> anyhow::
             namespace: cfg.namespace.clone(),
             image: image.to_owned(),
             change_cause: format!("health-predict pipeline: model version {version} ({image})"),
-            ecr_refresher: false,
+            ecr_refresher: None,
+            // The Service stays ClusterIP here; verify and api-test reach it by port-forward.
+            service_type: manifests::ServiceType::default(),
             manifests: manifests::bundled()?,
         },
     )

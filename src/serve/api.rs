@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::encounter::{Encounter, FieldError, kind_of};
+use super::encounter::{Encounter, FieldError, Problems, kind_of};
 use super::metrics::Metrics;
 use super::scorer::{Contribution, Scorer};
 
@@ -25,6 +25,9 @@ pub const MAX_TOP: usize = 50;
 const INLINE_BATCH: usize = 32;
 /// Contributions returned by `?explain=true` without `top`.
 pub const DEFAULT_TOP: usize = 5;
+/// Field problems listed in one error response; the rest are only counted (`total_fields`), so a
+/// batch of a thousand empty objects answers in kilobytes, not megabytes.
+pub const MAX_LISTED_FIELDS: usize = 20;
 
 /// Every route, for metrics labels and the OpenAPI document.
 pub const ROUTES: [&str; 8] = [
@@ -103,6 +106,9 @@ pub(crate) struct AppState {
     pub body_limit: usize,
     pub timeout: Duration,
     pub openapi: OnceLock<Json>,
+    /// Permits for prediction requests in flight (see [`shed`]).
+    pub predicting: Arc<tokio::sync::Semaphore>,
+    pub max_concurrent: usize,
 }
 
 impl AppState {
@@ -119,13 +125,17 @@ impl AppState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// A stable code: `validation_failed`, `malformed_json`, `unsupported_media_type`,
-    /// `payload_too_large`, `not_ready`, `timeout`, `not_found`, `method_not_allowed`, `internal`.
+    /// `payload_too_large`, `not_ready`, `overloaded`, `timeout`, `not_found`,
+    /// `method_not_allowed`, `internal`.
     pub error: String,
     /// What went wrong, in plain words.
     pub message: String,
-    /// For `validation_failed`: every field that was wrong.
+    /// For `validation_failed`: the first fields that were wrong (at most 20).
     #[serde(default)]
     pub fields: Vec<FieldError>,
+    /// For `validation_failed`: how many field problems there were in all.
+    #[serde(default)]
+    pub total_fields: usize,
 }
 
 /// An error response.
@@ -143,27 +153,40 @@ impl ApiError {
                 error: error.into(),
                 message: message.into(),
                 fields: Vec::new(),
+                total_fields: 0,
             },
         }
     }
 
-    fn invalid(fields: Vec<FieldError>) -> ApiError {
-        let n = fields.len();
+    fn invalid(problems: Problems) -> ApiError {
+        let (fields, n) = problems.into_parts();
         let first = fields
             .first()
             .map(|f| format!("`{}` {}", f.field, f.problem))
             .unwrap_or_default();
+        let listed = if fields.len() < n {
+            format!(" (the first {} are listed)", fields.len())
+        } else {
+            String::new()
+        };
         let mut e = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
             if n == 1 {
                 format!("1 field is invalid: {first}")
             } else {
-                format!("{n} fields are invalid; first: {first}")
+                format!("{n} fields are invalid{listed}; first: {first}")
             },
         );
         e.body.fields = fields;
+        e.body.total_fields = n;
         e
+    }
+
+    fn invalid_one(error: FieldError) -> ApiError {
+        let mut p = Problems::new(1);
+        p.push_with(|| error);
+        ApiError::invalid(p)
     }
 }
 
@@ -240,12 +263,16 @@ pub struct BatchResponse {
 /// Builds the router around shared state.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.body_limit;
+    // Only the prediction routes are limited: probes and metrics must answer under any load.
+    let predictions = Router::new()
+        .route("/predict", post(predict))
+        .route("/predict/batch", post(predict_batch))
+        .route_layer(middleware::from_fn_with_state(state.clone(), shed));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/model-info", get(model_info))
-        .route("/predict", post(predict))
-        .route("/predict/batch", post(predict_batch))
+        .merge(predictions)
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -253,6 +280,27 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Sheds prediction requests above the concurrency limit at once, before their body is read:
+/// 503 `overloaded` with `Retry-After`, so memory stays bounded by the limit times the body limit.
+async fn shed(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    match state.predicting.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(req).await;
+            drop(permit);
+            response
+        }
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "{} prediction requests are already in flight (--max-concurrent); retry after 1 s",
+                state.max_concurrent
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Times every request out, records metrics and logs one structured line.
@@ -395,7 +443,7 @@ struct Options {
 fn options(uri: &Uri) -> Result<Options, ApiError> {
     let mut explain = false;
     let mut top = None;
-    let mut errors = Vec::new();
+    let mut errors = Problems::new(MAX_LISTED_FIELDS);
     for pair in uri
         .query()
         .unwrap_or("")
@@ -407,7 +455,7 @@ fn options(uri: &Uri) -> Result<Options, ApiError> {
             "explain" => match v {
                 "true" | "1" => explain = true,
                 "false" | "0" => explain = false,
-                _ => errors.push(FieldError {
+                _ => errors.push_with(|| FieldError {
                     field: "explain".into(),
                     problem: format!("is \"{}\"", v.chars().take(40).collect::<String>()),
                     expected: "true or false".into(),
@@ -415,7 +463,7 @@ fn options(uri: &Uri) -> Result<Options, ApiError> {
             },
             "top" => match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_TOP).contains(&n) => top = Some(n),
-                _ => errors.push(FieldError {
+                _ => errors.push_with(|| FieldError {
                     field: "top".into(),
                     problem: format!("is \"{}\"", v.chars().take(40).collect::<String>()),
                     expected: format!("an integer from 1 to {MAX_TOP}"),
@@ -527,7 +575,9 @@ async fn predict(
     let loaded = loaded(&state)?;
     let opts = options(&uri)?;
     let json = json_body(&state, &headers, body)?;
-    let encounter = Encounter::from_json(&json, "").map_err(ApiError::invalid)?;
+    let mut problems = Problems::new(MAX_LISTED_FIELDS);
+    let encounter =
+        Encounter::validate(&json, "", &mut problems).ok_or_else(|| ApiError::invalid(problems))?;
     let p = score(loaded, &encounter, opts)?;
     state
         .metrics
@@ -545,29 +595,28 @@ async fn predict_batch(
     let opts = options(&uri)?;
     let json = json_body(&state, &headers, body)?;
     let field = |problem: String, expected: String| {
-        ApiError::invalid(vec![FieldError {
+        ApiError::invalid_one(FieldError {
             field: "encounters".into(),
             problem,
             expected,
-        }])
+        })
     };
     let expected = format!("an array of 1 to {} encounter objects", state.batch_limit);
     let obj = json.as_object().ok_or_else(|| {
-        ApiError::invalid(vec![FieldError {
+        ApiError::invalid_one(FieldError {
             field: "(body)".into(),
             problem: format!("is {}", kind_of(&json)),
             expected: "an object {\"encounters\": [...]}".into(),
-        }])
+        })
     })?;
-    let mut errors: Vec<FieldError> = obj
-        .keys()
-        .filter(|k| *k != "encounters")
-        .map(|k| FieldError {
+    let mut errors = Problems::new(MAX_LISTED_FIELDS);
+    for k in obj.keys().filter(|k| *k != "encounters") {
+        errors.push_with(|| FieldError {
             field: k.clone(),
             problem: "is not a field of a batch request".into(),
             expected: "only `encounters`".into(),
-        })
-        .collect();
+        });
+    }
     let items = match obj.get("encounters") {
         Some(Json::Array(items)) => items,
         Some(other) => return Err(field(format!("is {}", kind_of(other)), expected)),
@@ -581,9 +630,8 @@ async fn predict_batch(
     }
     let mut encounters = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match Encounter::from_json(item, &format!("encounters[{i}].")) {
-            Ok(e) => encounters.push(e),
-            Err(mut errs) => errors.append(&mut errs),
+        if let Some(e) = Encounter::validate(item, &format!("encounters[{i}]."), &mut errors) {
+            encounters.push(e);
         }
     }
     if !errors.is_empty() {

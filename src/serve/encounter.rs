@@ -31,6 +31,58 @@ pub struct FieldError {
     pub expected: String,
 }
 
+/// Longest field path an error repeats back (a hostile key can be a megabyte long).
+const MAX_SHOWN_FIELD: usize = 100;
+
+/// Field errors of one request: the first `cap` kept, all counted, so an error response stays
+/// small however many problems a body holds.
+#[derive(Debug)]
+pub struct Problems {
+    shown: Vec<FieldError>,
+    total: usize,
+    cap: usize,
+}
+
+impl Problems {
+    /// Keeps the first `cap` problems.
+    pub fn new(cap: usize) -> Problems {
+        Problems {
+            shown: Vec::new(),
+            total: 0,
+            cap,
+        }
+    }
+
+    /// Counts a problem and keeps it while under the cap. `make` runs only for kept problems.
+    pub fn push_with(&mut self, make: impl FnOnce() -> FieldError) {
+        self.total += 1;
+        if self.shown.len() < self.cap {
+            let mut e = make();
+            if e.field.chars().count() > MAX_SHOWN_FIELD {
+                e.field = format!(
+                    "{}…",
+                    e.field.chars().take(MAX_SHOWN_FIELD).collect::<String>()
+                );
+            }
+            self.shown.push(e);
+        }
+    }
+
+    /// Every problem counted so far.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The kept problems and the total.
+    pub fn into_parts(self) -> (Vec<FieldError>, usize) {
+        (self.shown, self.total)
+    }
+}
+
 /// What happens when an optional field is absent or null.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Absent {
@@ -176,8 +228,18 @@ impl Encounter {
     /// Validates a JSON value as one encounter. Errors name fields with `prefix` (for batches:
     /// `encounters[3].`).
     pub fn from_json(value: &Json, prefix: &str) -> Result<Encounter, Vec<FieldError>> {
+        let mut problems = Problems::new(usize::MAX);
+        match Encounter::validate(value, prefix, &mut problems) {
+            Some(e) => Ok(e),
+            None => Err(problems.into_parts().0),
+        }
+    }
+
+    /// Like [`Encounter::from_json`], adding problems to `problems` (which keeps a bounded
+    /// number). Returns `None` when this value had any.
+    pub fn validate(value: &Json, prefix: &str, problems: &mut Problems) -> Option<Encounter> {
         let Some(obj) = value.as_object() else {
-            return Err(vec![FieldError {
+            problems.push_with(|| FieldError {
                 field: if prefix.is_empty() {
                     "(body)".into()
                 } else {
@@ -185,25 +247,30 @@ impl Encounter {
                 },
                 problem: format!("is {}", kind_of(value)),
                 expected: "a JSON object with the encounter's fields (see /openapi.json)".into(),
-            }]);
+            });
+            return None;
         };
-        from_object(obj, prefix)
+        from_object(obj, prefix, problems)
     }
 }
 
-fn from_object(obj: &Map<String, Json>, prefix: &str) -> Result<Encounter, Vec<FieldError>> {
-    let mut errors = Vec::new();
+fn from_object(
+    obj: &Map<String, Json>,
+    prefix: &str,
+    problems: &mut Problems,
+) -> Option<Encounter> {
+    let before = problems.total();
     let mut given: Vec<Option<(&str, &Json)>> = vec![None; WIDTH];
     for (key, value) in obj {
         match field_for(key) {
-            None => errors.push(FieldError {
+            None => problems.push_with(|| FieldError {
                 field: format!("{prefix}{key}"),
                 problem: "is not an input field of this API".into(),
                 expected: "only the encounter fields listed in /openapi.json".into(),
             }),
             Some(f) => {
                 if let Some((first, _)) = given[f.col] {
-                    errors.push(FieldError {
+                    problems.push_with(|| FieldError {
                         field: format!("{prefix}{key}"),
                         problem: format!("repeats `{first}` under another spelling"),
                         expected: format!("`{}` once", f.name),
@@ -220,7 +287,7 @@ fn from_object(obj: &Map<String, Json>, prefix: &str) -> Result<Encounter, Vec<F
         let name = || format!("{prefix}{}", given[f.col].map_or(f.name, |(k, _)| k));
         let value = given[f.col].map(|(_, v)| v);
         match (value, f.absent) {
-            (None | Some(Json::Null), Absent::Required) => errors.push(FieldError {
+            (None | Some(Json::Null), Absent::Required) => problems.push_with(|| FieldError {
                 field: name(),
                 problem: if value.is_none() {
                     "is required but absent".into()
@@ -238,7 +305,7 @@ fn from_object(obj: &Map<String, Json>, prefix: &str) -> Result<Encounter, Vec<F
                     }
                     cells[f.col] = cell;
                 }
-                Err(problem) => errors.push(FieldError {
+                Err(problem) => problems.push_with(|| FieldError {
                     field: name(),
                     problem,
                     expected: f.expected(),
@@ -246,11 +313,7 @@ fn from_object(obj: &Map<String, Json>, prefix: &str) -> Result<Encounter, Vec<F
             },
         }
     }
-    if errors.is_empty() {
-        Ok(Encounter { cells, unknown })
-    } else {
-        Err(errors)
-    }
+    (problems.total() == before).then_some(Encounter { cells, unknown })
 }
 
 /// Checks one present, non-null value. Returns the cell and whether the value is a known one.

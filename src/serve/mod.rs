@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod encounter;
+mod listener;
 pub mod metrics;
 mod model_file;
 pub mod openapi;
@@ -71,10 +72,20 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// Longest time a request may take, body included (408 after).
     pub request_timeout: Duration,
+    /// Most prediction requests in flight at once; more are shed with 503 and `Retry-After`.
+    /// `/health`, `/ready` and `/metrics` are never shed.
+    pub max_concurrent: usize,
+    /// Most open connections (clamped below the open-file limit); more wait in the backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once the connection waits for them (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl ServeConfig {
-    /// Defaults: batch limit 1,000, body limit 1 MiB, request timeout 10 s.
+    /// Defaults: batch limit 1,000, body limit 1 MiB, request timeout 10 s, 32 prediction
+    /// requests in flight, 1,024 connections, header-read timeout 10 s, idle timeout 60 s.
     pub fn new(addr: SocketAddr, model: ModelSource) -> ServeConfig {
         ServeConfig {
             addr,
@@ -83,6 +94,10 @@ impl ServeConfig {
             batch_limit: 1000,
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(10),
+            max_concurrent: 32,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -256,16 +271,18 @@ pub async fn start(config: ServeConfig) -> Result<ServerHandle, ServeError> {
         body_limit: config.body_limit,
         timeout: config.request_timeout,
         openapi: OnceLock::new(),
+        predicting: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
+        max_concurrent: config.max_concurrent.max(1),
     });
     let _ = state.openapi.set(openapi::document(state.batch_limit));
     let token = CancellationToken::new();
     let app = api::router(state.clone());
-    let shutdown = token.clone().cancelled_owned();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let limits = listener::Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    let task = tokio::spawn(listener::serve(listener, app, limits, token.clone()));
     tracing::info!(%addr, "listening");
     let source = match &config.model {
         ModelSource::File(p) => p.display().to_string(),

@@ -449,3 +449,59 @@ fn cli_api_test_passes_against_cli_serve_on_a_trained_model() {
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
+
+/// `--base-url http://user:pass@host` once put the credentials into JUnit `<system-out>` and
+/// stdout. Every printed and written place now shows the URL without them.
+#[test]
+fn credentials_in_the_base_url_are_never_printed_or_written() {
+    const PASSWORD: &str = "hunter2-not-for-logs";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route(
+            "/ready",
+            get(|| async { axum::Json(json!({"status": "ready"})) }),
+        );
+    let base = rt.block_on(fake(app));
+    let with_creds = base.replace("http://", &format!("http://tester:{PASSWORD}@"));
+    let refused = format!(
+        "http://tester:{PASSWORD}@127.0.0.1:{}",
+        crate::support::free_port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (url, want) in [(&with_creds, 4), (&refused, 5)] {
+        for output in ["human", "json"] {
+            let junit = dir.path().join(format!("{want}-{output}.xml"));
+            let (code, stdout, stderr) = run(bin().env("GITHUB_ACTIONS", "true").args([
+                "-vv",
+                "--output",
+                output,
+                "api-test",
+                "--base-url",
+                url,
+                "--junit",
+                junit.to_str().unwrap(),
+                "--latency-requests",
+                "3",
+                "--ready-timeout",
+                "1s",
+            ]));
+            assert_eq!(code, want, "{stderr}");
+            let xml = std::fs::read_to_string(&junit).unwrap();
+            for (what, text) in [("stdout", &stdout), ("stderr", &stderr), ("JUnit", &xml)] {
+                assert!(
+                    !text.contains(PASSWORD),
+                    "{what} holds the password:\n{text}"
+                );
+                assert!(!text.contains("tester:"), "{what} holds the user:\n{text}");
+            }
+            assert!(
+                stdout.contains("127.0.0.1"),
+                "the URL is still shown: {stdout}"
+            );
+        }
+    }
+}

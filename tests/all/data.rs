@@ -680,3 +680,115 @@ fn validate_output_reads_well() {
     let text = format!("{out}---\n{err}").replace(&p.display().to_string(), "bad.csv");
     insta::assert_snapshot!(text);
 }
+
+/// A quoted newline in a cell once put `::error ...` at the start of a printed line, which the
+/// Actions runner executes as a workflow command. Values are now printed on one line.
+#[test]
+fn a_cell_cannot_forge_a_workflow_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = good_csv(5);
+    let lines: Vec<&str> = good.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let race = header.iter().position(|h| *h == "race").unwrap();
+    let mut fields: Vec<String> = lines[2].split(',').map(str::to_owned).collect();
+    fields[race] = "\"Caucasian\n::error file=x.rs,line=1::FORGED\r\n::add-mask::FORGED2\u{2028}::warning::FORGED3\"".into();
+    let text = format!("{}\n{}\n{}\n", lines[0], lines[1], fields.join(","));
+    let p = dir.path().join("forged.csv");
+    std::fs::write(&p, text).unwrap();
+    for json in [false, true] {
+        let mut cmd = bin();
+        cmd.env("GITHUB_ACTIONS", "true");
+        if json {
+            cmd.args(["--output", "json"]);
+        }
+        let (code, out, err) = run(cmd.args(["data", "validate"]).arg(&p));
+        assert_eq!(code, 6, "{out}{err}");
+        for line in out.lines().chain(err.lines()) {
+            assert!(
+                !line.trim_start().starts_with("::") || !line.contains("FORGED"),
+                "a forged workflow command was printed: {line:?}"
+            );
+            // JSON keeps U+2028 as is (valid JSON; the runner splits lines at \r and \n only).
+            assert!(json || !line.contains('\u{2028}'), "{line:?}");
+        }
+        assert!(!out.lines().any(|l| l.starts_with("::")), "{out}");
+        if !json {
+            assert!(out.contains("line 3, column `race`"), "{out}");
+            assert!(out.contains("Caucasian\\n::error"), "shown escaped: {out}");
+        }
+    }
+}
+
+/// The csv reader counted a CRLF's `\n` towards the next record, so every line number of a
+/// Windows file was one low.
+#[test]
+fn crlf_files_report_the_right_line_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = good_csv(6);
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let mut fields: Vec<String> = lines[4].split(',').map(str::to_owned).collect();
+    fields[9] = "three".into();
+    lines[4] = fields.join(",");
+    let p = dir.path().join("crlf.csv");
+    std::fs::write(&p, format!("{}\r\n", lines.join("\r\n"))).unwrap();
+    let (code, out, err) = validate(&p, true);
+    assert_eq!(code, 6, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["total_issues"], 1, "{v}");
+    assert_eq!(v["issues"][0]["line"], 5, "{v}");
+    assert_eq!(v["issues"][0]["column"], "time_in_hospital");
+    // Without the bad cell the CRLF file is valid, trailing `\r` and all.
+    std::fs::write(&p, good.replace('\n', "\r\n")).unwrap();
+    let (code, out, err) = validate(&p, false);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("valid, 6 rows"), "{out}");
+}
+
+/// A small .csv.gz holding one enormous field (or expanding past the byte limit) stops with an
+/// error naming the limit, instead of holding the whole field in memory.
+#[test]
+fn gzip_bombs_and_huge_records_stop_at_the_limits() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let good = good_csv(3);
+    let header = good.lines().next().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    write!(gz, "{header}\n\"").unwrap();
+    let zeros = vec![b'0'; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap(); // one 64 MiB quoted field
+    }
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+    let p = dir.path().join("bomb.csv.gz");
+    std::fs::write(&p, &bomb).unwrap();
+    let (code, out, err) = validate(&p, false);
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(err.contains("record longer than 1048576 bytes"), "{err}");
+    assert!(err.contains("--max-record-bytes"), "{err}");
+    assert!(out.contains("line 2"), "{out}");
+
+    // The total after decompression is limited too.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(good_csv(3000).as_bytes()).unwrap();
+    let p = dir.path().join("big.csv.gz");
+    std::fs::write(&p, gz.finish().unwrap()).unwrap();
+    let (code, _, err) = run(bin()
+        .args(["data", "validate", "--max-bytes", "100000"])
+        .arg(&p));
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("more than 100000 bytes"), "{err}");
+    assert!(err.contains("--max-bytes"), "{err}");
+
+    // A record over a small limit, found exactly (not only by the read-ahead window).
+    let p = dir.path().join("small.csv");
+    std::fs::write(&p, &good).unwrap();
+    let (code, _, err) = run(bin()
+        .args(["data", "validate", "--max-record-bytes", "64"])
+        .arg(&p));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("record longer than 64 bytes (line 1)"),
+        "{err}"
+    );
+}

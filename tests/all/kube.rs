@@ -184,7 +184,19 @@ fn manifests_validate_and_kind_maps_the_node_port() {
         .iter()
         .map(|m| m["containerPort"].as_u64().unwrap())
         .collect();
-    let node_port = manifests::node_port(&docs).expect("fixed nodePort");
+    // ClusterIP unless asked; rendered as a NodePort for kind, on the port kind maps.
+    assert_eq!(manifests::node_port(&docs), None);
+    let rendered = manifests::render(
+        &docs,
+        &manifests::Render {
+            namespace: "health-predict",
+            image: "r.io/a:v1",
+            change_cause: "x",
+            ecr_refresher: None,
+            service_type: manifests::ServiceType::NodePort,
+        },
+    );
+    let node_port = manifests::node_port(&rendered).expect("fixed nodePort");
     assert!(
         mapped.contains(&u64::from(node_port)),
         "{mapped:?} vs {node_port}"
@@ -208,7 +220,7 @@ mod scenarios {
     const GOOD: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/health-predict:good-v1";
 
     fn image(tag: &str) -> String {
-        format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/health-predict:{tag}")
+        format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/health-predict:{tag}-v2")
     }
 
     fn plan(image: &str) -> DeployPlan {
@@ -219,7 +231,8 @@ mod scenarios {
                 namespace: NS.into(),
                 image: image.into(),
                 change_cause: format!("test deploy {image}"),
-                ecr_refresher: false,
+                ecr_refresher: None,
+                service_type: Default::default(),
                 manifests: manifests::bundled().expect("manifests"),
             },
             verify: Some(verify),
@@ -813,6 +826,38 @@ mod commands {
         c
     }
 
+    /// Mutable tags other than `:latest` were accepted; refresher settings were placeholders.
+    #[tokio::test]
+    async fn mutable_tags_and_an_unset_refresher_are_refused_before_any_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeKube::start().await;
+        let kc = fake.kubeconfig(dir.path());
+        for tag in ["production", "stable", "main", "feature-x"] {
+            let image = format!("r.io/api:{tag}");
+            let (code, _, err) = run_async(cmd(&kc, &["deploy", "--image", &image])).await;
+            assert_eq!(code, 2, "{tag}: {err}");
+            assert!(err.contains(&format!("uses :{tag}")), "{err}");
+            assert!(err.contains("digest"), "{err}");
+        }
+        let (code, _, err) = run_async(cmd(
+            &kc,
+            &[
+                "deploy",
+                "--image",
+                "r.io/api:v3",
+                "--ecr-refresher",
+                "--no-verify",
+            ],
+        ))
+        .await;
+        assert_ne!(code, 0, "{err}");
+        assert!(err.contains("--ecr-role-arn"), "{err}");
+        assert!(
+            fake.requests().is_empty(),
+            "nothing was sent to the cluster"
+        );
+    }
+
     #[tokio::test]
     async fn latest_is_refused_with_a_hint() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -846,7 +891,7 @@ mod commands {
         let doc: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
         assert_eq!(doc["passed"], true);
         assert_eq!(doc["verify"]["revision"], "1");
-        assert_eq!(doc["deploy"]["applied"].as_array().map(Vec::len), Some(5));
+        assert_eq!(doc["deploy"]["applied"].as_array().map(Vec::len), Some(6));
 
         fake.on_image(
             "v2-broken",
@@ -979,7 +1024,8 @@ mod real_cluster {
                 namespace: ns.into(),
                 image: image.into(),
                 change_cause: format!("kind test {image}"),
-                ecr_refresher: false,
+                ecr_refresher: None,
+                service_type: Default::default(),
                 manifests: manifests::bundled().expect("manifests"),
             },
             verify: Some(verify),
@@ -1042,9 +1088,13 @@ async fn deploy_without_namespace_rights_still_applies_the_rest() {
         &fake.client(),
         &DeployRequest {
             namespace: "staging".into(),
-            image: "r.io/api:abc123".into(),
+            image: "r.io/api:abc1234".into(),
             change_cause: "test".into(),
-            ecr_refresher: true,
+            ecr_refresher: Some(manifests::Refresher {
+                role_arn: "arn:aws:iam::210987654321:role/refresher".into(),
+                region: "us-east-2".into(),
+            }),
+            service_type: manifests::ServiceType::NodePort,
             manifests: manifests::bundled().expect("manifests"),
         },
     )
@@ -1059,10 +1109,35 @@ async fn deploy_without_namespace_rights_still_applies_the_rest() {
     let cj = fake
         .get("batch/v1", "cronjobs", Some("staging"), "ecr-refresher")
         .expect("cronjob");
-    assert_eq!(
-        cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"],
-        "r.io/api:abc123"
+    let container = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "r.io/api:abc1234");
+    // The refresher is rendered from the request, not left at compiled-in placeholders.
+    let args = container["args"].to_string();
+    assert!(args.contains(r#""--namespace","staging""#), "{args}");
+    let env = container["env"].to_string();
+    assert!(
+        env.contains("arn:aws:iam::210987654321:role/refresher"),
+        "{env}"
     );
+    assert!(
+        env.contains("us-east-2") && !env.contains("set-by-health-predict-deploy"),
+        "{env}"
+    );
+    assert!(kinds.contains(&"NetworkPolicy"), "{kinds:?}");
+    let np = fake
+        .get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("staging"),
+            "health-predict",
+        )
+        .expect("network policy");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], "http");
+    let svc = fake
+        .get("v1", "services", Some("staging"), "health-predict")
+        .expect("service");
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080);
     let rb = fake
         .get(
             "rbac.authorization.k8s.io/v1",
@@ -1078,9 +1153,13 @@ async fn deploy_without_namespace_rights_still_applies_the_rest() {
         &fake.client(),
         &DeployRequest {
             namespace: "staging".into(),
-            image: "r.io/api:abc123".into(),
+            image: "r.io/api:abc1234".into(),
             change_cause: "test".into(),
-            ecr_refresher: true,
+            ecr_refresher: Some(manifests::Refresher {
+                role_arn: "arn:aws:iam::210987654321:role/refresher".into(),
+                region: "us-east-2".into(),
+            }),
+            service_type: manifests::ServiceType::NodePort,
             manifests: manifests::bundled().expect("manifests"),
         },
     )

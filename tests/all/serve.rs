@@ -449,3 +449,192 @@ async fn schemathesis_finds_no_5xx_and_no_schema_violations() {
     assert!(cases >= 1000, "{line}");
     h.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// The hostile batches of issue 15: a thousand empty objects, and hundreds of kilobytes of
+/// unknown keys, once answered with 6-8 MB error bodies. Now: the first 20 problems and a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_errors_are_bounded_however_many_fields_are_wrong() {
+    let mut h = serve(TestScorer::new("v1").source(), |_| {}).await;
+    h.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let url = format!("{}/predict/batch", h.base_url());
+    let c = client();
+    let send = |body: Vec<u8>| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.bytes().await.unwrap())
+        }
+    };
+
+    let empties = format!("{{\"encounters\":[{}]}}", vec!["{}"; 1000].join(","));
+    let (status, body) = send(empties.into_bytes()).await;
+    assert_eq!(status, 422);
+    assert!(body.len() < 16 << 10, "422 body is {} bytes", body.len());
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["fields"].as_array().unwrap().len(), 20);
+    let total = v["total_fields"].as_u64().unwrap();
+    assert!(total >= 1000, "every problem is counted: {total}");
+    assert!(v["message"].as_str().unwrap().contains("first 20"), "{v}");
+
+    // ~770 KB of unknown keys, in the batch object and in one encounter.
+    let keys: Vec<String> = (0..42_000)
+        .map(|i| format!("\"unknown_{i:06}\":1"))
+        .collect();
+    let body = format!(
+        "{{{},\"encounters\":[{{{}}}]}}",
+        keys[..21_000].join(","),
+        keys[21_000..].join(",")
+    );
+    assert!(body.len() > 700 << 10);
+    let (status, reply) = send(body.into_bytes()).await;
+    assert_eq!(status, 422);
+    assert!(reply.len() < 16 << 10, "422 body is {} bytes", reply.len());
+    let v: Value = serde_json::from_slice(&reply).unwrap();
+    assert!(
+        v["total_fields"].as_u64().unwrap() >= 42_000,
+        "{}",
+        v["total_fields"]
+    );
+
+    // One 500 KB key is not echoed back whole.
+    let body = format!("{{\"{}\":1}}", "k".repeat(500 << 10));
+    let r = c
+        .post(format!("{}/predict", h.base_url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let reply = r.bytes().await.unwrap();
+    assert!(reply.len() < 16 << 10, "422 body is {} bytes", reply.len());
+}
+
+/// Above `max_concurrent` prediction requests are shed at once with 503 and `Retry-After`, while
+/// `/ready` and `/health` keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_are_shed_above_the_concurrency_limit_and_probes_still_answer() {
+    let scorer = TestScorer::new("v1");
+    let mut h = serve(scorer.source(), |c| c.max_concurrent = 1).await;
+    h.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let base = h.base_url();
+    scorer.delay_ms.store(1500, Ordering::Relaxed);
+    let before = scorer.calls.load(Ordering::SeqCst);
+    let url = format!("{base}/predict");
+    let held = tokio::spawn(async move { post(&url, &example_json()).await });
+    for _ in 0..2000 {
+        if scorer.calls.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        scorer.calls.load(Ordering::SeqCst) > before,
+        "never in flight"
+    );
+
+    let c = client();
+    let shed = c
+        .post(format!("{base}/predict"))
+        .json(&example_json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(shed.json::<Value>().await.unwrap()["error"], "overloaded");
+    for path in ["/ready", "/health", "/metrics"] {
+        let r = c.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path} while predictions are shed");
+    }
+    scorer.delay_ms.store(0, Ordering::Relaxed);
+    let (status, _) = held.await.unwrap();
+    assert_eq!(status, 200);
+    let (status, p) = post(&format!("{base}/predict"), &example_json()).await;
+    assert_eq!(status, 200, "the permit is returned: {p}");
+}
+
+/// Reads until the server closes the connection (guarded: a server that never closes fails the
+/// test after 20 s instead of hanging it). Returns what was read.
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open: {}",
+        String::from_utf8_lossy(&got)
+    );
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let mut h = serve(TestScorer::new("v1").source(), |c| {
+        c.idle_timeout = Duration::from_millis(300);
+        c.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    h.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let addr = h.addr();
+
+    // Connected, silent.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_until_closed(&mut idle).await.is_empty());
+
+    // Half a request head, then nothing.
+    let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+    partial
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut partial).await;
+    assert!(
+        !got.starts_with(b"HTTP/1.1 200"),
+        "a half-sent head was answered"
+    );
+
+    // One request, then kept alive and idle.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut kept).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_above_the_cap_wait_until_one_closes() {
+    let mut h = serve(TestScorer::new("v1").source(), |c| c.max_connections = 2).await;
+    h.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let addr = h.addr();
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let url = format!("{}/health", h.base_url());
+    let third = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served above the cap"
+    );
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(20), third)
+        .await
+        .expect("served once a slot freed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
