@@ -21,8 +21,9 @@ use super::scorer::{Contribution, Scorer};
 
 /// The most contributions `?top=` may ask for.
 pub const MAX_TOP: usize = 50;
-/// Batches up to this size score inline; larger ones on a blocking thread.
-const INLINE_BATCH: usize = 32;
+/// Bodies up to this size (about 16 encounters) are parsed and scored on the async workers;
+/// larger ones on a blocking thread.
+const INLINE_BODY_BYTES: usize = 16 * 1024;
 /// Contributions returned by `?explain=true` without `top`.
 pub const DEFAULT_TOP: usize = 5;
 /// Field problems listed in one error response; the rest are only counted (`total_fields`), so a
@@ -572,17 +573,13 @@ async fn predict(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Prediction>, ApiError> {
-    let loaded = loaded(&state)?;
+    loaded(&state)?;
     let opts = options(&uri)?;
-    let json = json_body(&state, &headers, body)?;
-    let mut problems = Problems::new(MAX_LISTED_FIELDS);
-    let encounter =
-        Encounter::validate(&json, "", &mut problems).ok_or_else(|| ApiError::invalid(problems))?;
-    let p = score(loaded, &encounter, opts)?;
-    state
-        .metrics
-        .predictions([(p.probability, p.prediction == 1)]);
-    Ok(axum::Json(p))
+    off_the_workers(&state, body, move |st, body| {
+        single(st, opts, &headers, body)
+    })
+    .await
+    .map(axum::Json)
 }
 
 async fn predict_batch(
@@ -591,9 +588,68 @@ async fn predict_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
-    let loaded = loaded(&state)?;
+    loaded(&state)?;
     let opts = options(&uri)?;
-    let json = json_body(&state, &headers, body)?;
+    off_the_workers(&state, body, move |st, body| {
+        batch(st, opts, &headers, body)
+    })
+    .await
+    .map(axum::Json)
+}
+
+/// Runs `work` on the body: inline when the body is small, else on a blocking thread. Parsing,
+/// validating and scoring a large body is CPU work; on the async workers it would delay `/ready`
+/// and `/health` behind it (a probe that times out restarts a healthy pod).
+async fn off_the_workers<T: Send + 'static>(
+    state: &Arc<AppState>,
+    body: Result<Bytes, BytesRejection>,
+    work: impl FnOnce(&AppState, Result<Bytes, BytesRejection>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let small = match &body {
+        Ok(b) => b.len() <= INLINE_BODY_BYTES,
+        Err(_) => true,
+    };
+    if small {
+        return work(state.as_ref(), body);
+    }
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || work(st.as_ref(), body))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("scoring failed: {e}"),
+            )
+        })?
+}
+
+fn single(
+    state: &AppState,
+    opts: Options,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Prediction, ApiError> {
+    let loaded = loaded(state)?;
+    let json = json_body(state, headers, body)?;
+    let mut problems = Problems::new(MAX_LISTED_FIELDS);
+    let encounter =
+        Encounter::validate(&json, "", &mut problems).ok_or_else(|| ApiError::invalid(problems))?;
+    let p = score(loaded, &encounter, opts)?;
+    state
+        .metrics
+        .predictions([(p.probability, p.prediction == 1)]);
+    Ok(p)
+}
+
+fn batch(
+    state: &AppState,
+    opts: Options,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<BatchResponse, ApiError> {
+    let loaded = loaded(state)?;
+    let json = json_body(state, headers, body)?;
     let field = |problem: String, expected: String| {
         ApiError::invalid_one(FieldError {
             field: "encounters".into(),
@@ -637,39 +693,18 @@ async fn predict_batch(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    // Large batches score on a blocking thread so they neither stall other requests nor escape
-    // the request timeout.
-    let predictions = if encounters.len() <= INLINE_BATCH {
-        encounters
-            .iter()
-            .map(|e| score(loaded, e, opts))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        let st = state.clone();
-        tokio::task::spawn_blocking(move || {
-            let loaded = self::loaded(&st)?;
-            encounters
-                .iter()
-                .map(|e| score(loaded, e, opts))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("scoring failed: {e}"),
-            )
-        })??
-    };
+    let predictions = encounters
+        .iter()
+        .map(|e| score(loaded, e, opts))
+        .collect::<Result<Vec<_>, _>>()?;
     state.metrics.predictions(
         predictions
             .iter()
             .map(|p| (p.probability, p.prediction == 1)),
     );
-    Ok(axum::Json(BatchResponse {
+    Ok(BatchResponse {
         model_version: loaded.info.version.clone(),
         count: predictions.len(),
         predictions,
-    }))
+    })
 }
