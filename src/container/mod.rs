@@ -225,7 +225,7 @@ impl Runtime {
         })
     }
 
-    /// Loads an OCI archive; returns the reference to run it by. Checks that the loaded image's
+    /// Loads an OCI archive; returns the image ID to run it by. Checks that the loaded image's
     /// ID is the built image's config digest (podman, docker's classic store) or manifest digest
     /// (docker's containerd store), so the container runs exactly the built image.
     pub async fn load(
@@ -265,7 +265,8 @@ impl Runtime {
                 got: format!("{reference} (id {id})"),
             });
         }
-        Ok(reference)
+        // Run (and later remove) by ID: a name may be re-pointed by a concurrent load.
+        Ok(id.to_owned())
     }
 
     /// Pulls a reference unless the runtime has it.
