@@ -452,37 +452,7 @@ pub async fn load_image(req: &ClusterRequest, image: &str) -> Result<ClusterRepo
         Provider::Kind => vec!["load", "docker-image", image, "--name", name],
         Provider::Minikube => vec!["-p", name, "image", "load", image],
     };
-    let command = format!("{} {}", req.provider.program(), args.join(" "));
-    let attempts = std::sync::atomic::AtomicU32::new(0);
-    retry(
-        &req.backoff,
-        |_| {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let args = args.clone();
-            let command = command.clone();
-            async move {
-                let out = run(&req.tool, &args, req.command_timeout).await?;
-                if out.ok {
-                    Ok(())
-                } else {
-                    Err(cluster_error(command, &out, req.provider, ""))
-                }
-            }
-        },
-        |e: &KubeError| match e {
-            KubeError::Cluster { problem, .. } => explain(req.provider, problem).1,
-            _ => Decision::Stop,
-        },
-    )
-    .await
-    .map_err(|(e, _)| e)?;
-    Ok(ClusterReport {
-        provider: req.provider,
-        name: req.name.clone(),
-        action: format!("load-image {image}"),
-        attempts: attempts.load(std::sync::atomic::Ordering::SeqCst),
-        warnings,
-    })
+    load(req, &args, format!("load-image {image}"), warnings).await
 }
 
 /// Loads an OCI or docker image archive (a tar) into the cluster's nodes, with retries:
@@ -498,16 +468,25 @@ pub async fn load_archive(
         Provider::Kind => vec!["load", "image-archive", &path, "--name", name],
         Provider::Minikube => vec!["-p", name, "image", "load", &path],
     };
+    load(req, &args, format!("load-archive {path}"), Vec::new()).await
+}
+
+/// Runs one image-load command with the request's retry policy.
+async fn load(
+    req: &ClusterRequest,
+    args: &[&str],
+    action: String,
+    warnings: Vec<String>,
+) -> Result<ClusterReport, KubeError> {
     let command = format!("{} {}", req.provider.program(), args.join(" "));
     let attempts = std::sync::atomic::AtomicU32::new(0);
     retry(
         &req.backoff,
         |_| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let args = args.clone();
             let command = command.clone();
             async move {
-                let out = run(&req.tool, &args, req.command_timeout).await?;
+                let out = run(&req.tool, args, req.command_timeout).await?;
                 if out.ok {
                     Ok(())
                 } else {
@@ -525,9 +504,9 @@ pub async fn load_archive(
     Ok(ClusterReport {
         provider: req.provider,
         name: req.name.clone(),
-        action: format!("load-archive {path}"),
+        action,
         attempts: attempts.load(std::sync::atomic::Ordering::SeqCst),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 

@@ -267,18 +267,24 @@ pub fn auc_comparison(g: &GateDigest) -> String {
     md
 }
 
-/// A one-line strip: the interval as `─`, the estimate as `●`, zero as `┼`, and the gate's
-/// limits as `|` (min delta) and `¦` (min delta − refresh tolerance).
-pub fn interval_strip(delta: f64, lo: f64, hi: f64, min_delta: f64, tolerance: f64) -> String {
-    let refresh = min_delta - tolerance;
-    let marks = [lo, hi, delta, 0.0, min_delta, refresh];
+/// The axis that shows an AUC-difference interval: it spans the interval, the estimate, zero and
+/// the gate's limits (min delta and min delta − refresh tolerance), padded by a tenth.
+pub fn interval_axis(delta: f64, lo: f64, hi: f64, min_delta: f64, tolerance: f64) -> (f64, f64) {
+    let marks = [lo, hi, delta, 0.0, min_delta, min_delta - tolerance];
     let (a, b) = marks
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(*v), b.max(*v))
         });
     let pad = ((b - a) * 0.1).max(1e-3);
-    let (a, b) = (a - pad, b + pad);
+    (a - pad, b + pad)
+}
+
+/// A one-line strip: the interval as `─`, the estimate as `●`, zero as `┼`, and the gate's
+/// limits as `|` (min delta) and `¦` (min delta − refresh tolerance).
+pub fn interval_strip(delta: f64, lo: f64, hi: f64, min_delta: f64, tolerance: f64) -> String {
+    let refresh = min_delta - tolerance;
+    let (a, b) = interval_axis(delta, lo, hi, min_delta, tolerance);
     const W: usize = 50;
     let pos = |v: f64| (((v - a) / (b - a)) * (W - 1) as f64).round() as usize;
     let mut cells = vec![' '; W];

@@ -629,14 +629,7 @@ pub mod svg {
         tolerance: f64,
     ) -> String {
         let refresh = min_delta - tolerance;
-        let marks = [lo, hi, delta, 0.0, min_delta, refresh];
-        let (a, b) = marks
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(*v), b.max(*v))
-            });
-        let pad = ((b - a) * 0.1).max(1e-3);
-        let (a, b) = (a - pad, b + pad);
+        let (a, b) = super::charts::interval_axis(delta, lo, hi, min_delta, tolerance);
         let (l, r, h) = (20.0, 20.0, 110.0);
         let x = |v: f64| l + (W - l - r) * (v - a) / (b - a);
         let mut s = format!(
