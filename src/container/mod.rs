@@ -236,6 +236,18 @@ impl Runtime {
     ) -> Result<String, ContainerError> {
         let path = archive.display().to_string();
         let out = self.exec(&["load", "-i", &path], LOAD).await?;
+        let hex = |d: &str| d.trim_start_matches("sha256:").to_owned();
+        // Look the built image up by its own ID first: the tag it carries may already point at
+        // another build loaded concurrently (same model, same tag), while the ID cannot.
+        for want in [hex(config_digest), hex(manifest_digest)] {
+            if let Ok(id) = self
+                .exec(&["image", "inspect", "--format", "{{.Id}}", &want], SHORT)
+                .await
+                && id.trim().trim_start_matches("sha256:") == want
+            {
+                return Ok(want);
+            }
+        }
         let reference = out
             .lines()
             .rev()
@@ -258,7 +270,6 @@ impl Runtime {
             )
             .await?;
         let id = id.trim().trim_start_matches("sha256:");
-        let hex = |d: &str| d.trim_start_matches("sha256:").to_owned();
         if id != hex(config_digest) && id != hex(manifest_digest) {
             return Err(ContainerError::WrongImage {
                 expected: manifest_digest.to_owned(),
