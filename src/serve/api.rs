@@ -597,6 +597,14 @@ async fn predict_batch(
     .map(axum::Json)
 }
 
+/// Permits for parsing large bodies off the async workers: one per core.
+fn heavy_work() -> &'static tokio::sync::Semaphore {
+    static HEAVY: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    HEAVY.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 /// Runs `work` on the body: inline when the body is small, else on a blocking thread. Parsing,
 /// validating and scoring a large body is CPU work; on the async workers it would delay `/ready`
 /// and `/health` behind it (a probe that times out restarts a healthy pod).
@@ -612,6 +620,15 @@ async fn off_the_workers<T: Send + 'static>(
     if small {
         return work(state.as_ref(), body);
     }
+    // At most one large body per core is parsed at a time: the rest wait here, as bytes, so
+    // memory stays bounded by the cores rather than by `--max-concurrent`.
+    let _permit = heavy_work().acquire().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("scoring failed: {e}"),
+        )
+    })?;
     let st = state.clone();
     tokio::task::spawn_blocking(move || work(st.as_ref(), body))
         .await
