@@ -526,10 +526,23 @@ async fn predictions_are_shed_above_the_concurrency_limit_and_probes_still_answe
     let mut h = serve(scorer.source(), |c| c.max_concurrent = 1).await;
     h.wait_ready(Duration::from_secs(10)).await.unwrap();
     let base = h.base_url();
-    scorer.delay_ms.store(1500, Ordering::Relaxed);
+    scorer.hold.store(true, Ordering::SeqCst);
     let before = scorer.calls.load(Ordering::SeqCst);
     let url = format!("{base}/predict");
-    let held = tokio::spawn(async move { post(&url, &example_json()).await });
+    // Padded past the inline size with JSON whitespace, so the held scoring blocks a blocking
+    // thread, as large bodies do, and never one of the server's two async workers.
+    let padded = format!("{}{}", example_json(), " ".repeat(20 << 10));
+    let held = tokio::spawn(async move {
+        let r = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(padded)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    });
     for _ in 0..2000 {
         if scorer.calls.load(Ordering::SeqCst) > before {
             break;
@@ -555,7 +568,7 @@ async fn predictions_are_shed_above_the_concurrency_limit_and_probes_still_answe
         let r = c.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path} while predictions are shed");
     }
-    scorer.delay_ms.store(0, Ordering::Relaxed);
+    scorer.hold.store(false, Ordering::SeqCst);
     let (status, _) = held.await.unwrap();
     assert_eq!(status, 200);
     let (status, p) = post(&format!("{base}/predict"), &example_json()).await;

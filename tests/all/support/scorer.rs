@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use health_predict::data::schema::col;
@@ -17,6 +17,9 @@ pub struct TestScorer {
     pub delay_ms: AtomicU64,
     /// Scorings started so far (tests wait on it to know a request is in flight).
     pub calls: AtomicU64,
+    /// While set, every score waits (at most 20 s) until it is cleared: a request held in
+    /// flight for as long as a test needs, whatever the machine's load.
+    pub hold: AtomicBool,
     pub version: String,
 }
 
@@ -25,6 +28,7 @@ impl TestScorer {
         Arc::new(TestScorer {
             delay_ms: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            hold: AtomicBool::new(false),
             version: version.into(),
         })
     }
@@ -68,6 +72,10 @@ impl Scorer for TestScorer {
         let d = self.delay_ms.load(Ordering::Relaxed);
         if d > 0 {
             std::thread::sleep(Duration::from_millis(d));
+        }
+        let held = std::time::Instant::now();
+        while self.hold.load(Ordering::SeqCst) && held.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
         }
         let z: f64 = -1.0
             + Self::terms(e)
