@@ -82,15 +82,7 @@ impl EventInfo {
         let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
             return Ok(info);
         };
-        let text = std::fs::read_to_string(path).map_err(|source| GithubError::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        let payload: Value =
-            serde_json::from_str(&text).map_err(|e| GithubError::EventInvalid {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let payload = read_payload(path)?;
         info.apply(&payload);
         Ok(info)
     }
@@ -147,15 +139,7 @@ impl EventInfo {
         if self.pr_number.is_some() {
             return Ok(());
         }
-        let text = std::fs::read_to_string(path).map_err(|source| GithubError::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        let payload: Value =
-            serde_json::from_str(&text).map_err(|e| GithubError::EventInvalid {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let payload = read_payload(path)?;
         let mut theirs = EventInfo::default();
         theirs.apply(&payload);
         let Some(n) = theirs.pr_number else {
@@ -180,6 +164,18 @@ impl EventInfo {
     pub fn is_pull_request(&self) -> bool {
         self.pr_number.is_some()
     }
+}
+
+/// An event payload file as JSON.
+fn read_payload(path: &Path) -> Result<Value, GithubError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GithubError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| GithubError::EventInvalid {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
