@@ -79,9 +79,10 @@ def train(b, t, trials, name):
 
 # The same budget and stopping rule as this project's first trial: up to 1000 trees, early stopping
 # after 40 rounds without a better validation log loss; each library's own defaults otherwise, with
-# the learning rate and tree size matched.
+# the learning rate and tree size matched (leaf-wise, `max_leaves` leaves: 31 by default, the depth
+# bounded only by the leaf count).
 def run_lightgbm(t):
-    params = dict(objective="binary", learning_rate=p["learning_rate"], num_leaves=31,
+    params = dict(objective="binary", learning_rate=p["learning_rate"], num_leaves=p["max_leaves"],
                   max_depth=-1, min_child_weight=p["min_leaf_weight"], lambda_l2=p["l2"],
                   bagging_fraction=p["subsample"], bagging_freq=1,
                   feature_fraction=p["colsample_bytree"], metric="binary_logloss",
@@ -95,8 +96,9 @@ def run_lightgbm(t):
     return roc_auc_score(y["test"], m.predict(X["test"], num_iteration=m.best_iteration)), secs, m.best_iteration
 
 def run_xgboost(t):
+    # Leaf-wise ("lossguide") with the same leaf cap and no depth limit, like ours and LightGBM.
     params = dict(objective="binary:logistic", tree_method="hist", eta=p["learning_rate"],
-                  max_depth=p["max_depth"], min_child_weight=p["min_leaf_weight"],
+                  grow_policy="lossguide", max_leaves=p["max_leaves"], max_depth=0, min_child_weight=p["min_leaf_weight"],
                   reg_lambda=p["l2"], subsample=p["subsample"],
                   colsample_bytree=p["colsample_bytree"], max_bin=p["nbins"],
                   eval_metric="logloss", nthread=t, seed=seed)

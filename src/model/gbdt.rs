@@ -1,10 +1,14 @@
 //! The gradient-boosted tree learner (binary log loss) behind `train`, built for the search:
 //!
 //! - the training and validation matrices are quantised once per dataset ([`Binned`]: at most 255
-//!   value bins plus a missing bin per feature, one `u8` per cell, row-major) and shared by every
-//!   trial and every round; a trial's `nbins` only restricts which bin boundaries it may split at;
-//! - trees grow depth-wise; each split builds the histogram of its smaller child and takes the
-//!   larger child's as the parent's minus it;
+//!   value bins plus a missing bin per feature, one `u8` per cell) and shared by every trial and
+//!   every round; a trial's `nbins` only restricts which bin boundaries it may split at;
+//! - histograms add only the cells that are not their feature's most frequent bin (a row-wise
+//!   sparse list) and recover that bin from the node's total, as LightGBM does; rows are
+//!   partitioned in place on a column-major copy;
+//! - trees grow leaf-wise up to `max_leaves` (best gain first, like LightGBM; no cap = depth-wise
+//!   down to `max_depth`); each split builds the histogram of its smaller child and takes the
+//!   larger child's as the parent's minus it, and children that cannot split get none;
 //! - a [`Trial`] is a booster that can be continued to a larger tree budget, so successive halving
 //!   continues the survivors of a rung instead of refitting them;
 //! - finished boosters are exported as forust-ml 0.8 trees ([`Trial::into_booster`]), so
@@ -24,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::search::TrialParams;
+use super::params::TrialParams;
 
 /// Value bins per feature at most (bin 0 holds missing values, so a cell fits a `u8`).
 const MAX_VALUE_BINS: usize = 255;
@@ -55,6 +59,17 @@ pub(crate) struct Binned {
     offsets: Vec<usize>,
     /// Training rows per (feature, bin), flat like a histogram.
     counts: Vec<u32>,
+    /// Per feature, its most frequent training bin. Histograms skip these cells and recover
+    /// them as the node's total minus the feature's other bins (LightGBM's most-frequent-bin
+    /// trick): most features here are near-constant, so most cells are skipped.
+    mfb: Vec<u8>,
+    /// Per training row, where its cells start in `cells` (`rows + 1` entries).
+    row_ptr: Vec<u32>,
+    /// The training rows' cells that are not their feature's most frequent bin, as flat
+    /// histogram positions (`offsets[f] + bin`), row by row.
+    cells: Vec<u16>,
+    /// The training bins column-major (`train_cols[f * rows + r]`), for partitioning rows.
+    train_cols: Vec<u8>,
     pub train: BinMatrix,
     pub valid: BinMatrix,
     train_y: Vec<f64>,
@@ -124,10 +139,44 @@ impl Binned {
         offsets.push(total);
         let train = quantise(&cuts, train, n);
         let valid = quantise(&cuts, valid, nv);
+        assert!(
+            total <= usize::from(u16::MAX),
+            "histogram positions fit a u16 (at most 257 bins for each of {cols} features)"
+        );
         let mut counts = vec![0u32; total];
         for r in 0..n {
             for (f, &b) in train.row(r).iter().enumerate() {
                 counts[offsets[f] + b as usize] += 1;
+            }
+        }
+        let mfb: Vec<u8> = (0..cols)
+            .map(|f| {
+                let c = &counts[offsets[f]..offsets[f + 1]];
+                // Ties go to the lowest bin.
+                let mut best = 0;
+                for (b, &k) in c.iter().enumerate() {
+                    if k > c[best] {
+                        best = b;
+                    }
+                }
+                best as u8
+            })
+            .collect();
+        let mut row_ptr = Vec::with_capacity(n + 1);
+        let mut cells = Vec::new();
+        row_ptr.push(0u32);
+        for r in 0..n {
+            for (f, &b) in train.row(r).iter().enumerate() {
+                if b != mfb[f] {
+                    cells.push((offsets[f] + b as usize) as u16);
+                }
+            }
+            row_ptr.push(cells.len() as u32);
+        }
+        let mut train_cols = vec![0u8; n * cols];
+        for r in 0..n {
+            for (f, &b) in train.row(r).iter().enumerate() {
+                train_cols[f * n + r] = b;
             }
         }
         Binned {
@@ -135,6 +184,10 @@ impl Binned {
             cuts,
             offsets,
             counts,
+            mfb,
+            row_ptr,
+            cells,
+            train_cols,
             train,
             valid,
             train_y: train_y.to_vec(),
@@ -276,6 +329,8 @@ struct Open {
     g: f64,
     h: f64,
     hist: Hist,
+    /// Its best split, once its histogram is known.
+    best: Option<Candidate>,
 }
 
 impl Trial {
@@ -387,7 +442,10 @@ impl Trial {
         all
     }
 
-    /// Grows one tree on the rows in `index` (reordered so each leaf's rows are contiguous).
+    /// Grows one tree on the rows in `index` (reordered so each leaf's rows are contiguous),
+    /// leaf-wise: the open leaf whose best split gains most is split next (ties to the lower
+    /// node number), until `max_leaves` leaves exist or no leaf can split. With no leaf cap every
+    /// splittable node down to `max_depth` is split, which is depth-wise growth.
     /// Returns the nodes and each leaf's `(node, start, end)` in `index`.
     fn grow(
         &self,
@@ -398,10 +456,15 @@ impl Trial {
         parallel: bool,
     ) -> (Vec<TNode>, Vec<(usize, usize, usize)>) {
         let p = &self.params;
+        let n = data.train.rows;
         let (l2, lr) = (p.l2, p.learning_rate);
+        let max_leaves = if p.max_leaves == 0 {
+            usize::MAX
+        } else {
+            p.max_leaves
+        };
         // Rounded to f32 as forust stores them, so training scores match the exported model's.
         let weight = |g: f64, h: f64| f64::from((-g / (h + l2) * lr) as f32);
-        let hist = build_hist(data, &self.grad, index, features, parallel);
         let (g, h) = index.iter().fold((0.0, 0.0), |(g, h), &r| {
             let [a, b] = self.grad[r as usize];
             (g + a, h + b)
@@ -412,100 +475,119 @@ impl Trial {
             depth: 0,
             split: None,
         }];
-        let mut leaves = Vec::new();
-        let mut level = vec![Open {
+        let mut open = vec![Open {
             node: 0,
             start: 0,
             end: index.len(),
             g,
             h,
-            hist,
+            hist: Vec::new(),
+            best: None,
         }];
-        for depth in 0..=p.max_depth {
-            let mut next = Vec::new();
-            for open in level {
-                let best = if depth < p.max_depth {
-                    self.best_split(data, &open, features)
-                } else {
-                    None
-                };
-                let Some(c) = best else {
-                    leaves.push((open.node, open.start, open.end));
-                    continue;
-                };
-                // Stable partition of the node's rows.
-                let rows = &mut index[open.start..open.end];
-                let mut nl = 0;
-                let mut nr = 0;
-                for k in 0..rows.len() {
-                    let r = rows[k];
-                    let b = data.train.bins[r as usize * data.cols + c.feature];
-                    if c.goes_left(b) {
-                        rows[nl] = r;
-                        nl += 1;
-                    } else {
-                        scratch[nr] = r;
-                        nr += 1;
-                    }
+        if p.max_depth > 0 && max_leaves > 1 {
+            open[0].hist = build_hist(data, &self.grad, index, parallel);
+            open[0].best = self.best_split(data, &open[0], features);
+        }
+        let mut leaves = 1;
+        while leaves < max_leaves {
+            // The open leaf with the largest gain; ties to the lower node number.
+            let mut pick: Option<usize> = None;
+            for (i, o) in open.iter().enumerate() {
+                let Some(c) = &o.best else { continue };
+                if pick.is_none_or(|j| {
+                    let b = open[j].best.as_ref().map_or(f64::NEG_INFINITY, |b| b.gain);
+                    c.gain > b || (c.gain == b && o.node < open[j].node)
+                }) {
+                    pick = Some(i);
                 }
-                rows[nl..].copy_from_slice(&scratch[..nr]);
-                let mid = open.start + nl;
-                let (small, large_is_left) = if nl <= nr {
-                    (&index[open.start..mid], false)
+            }
+            let Some(i) = pick else { break };
+            let parent = open.swap_remove(i);
+            let Some(c) = parent.best else { break };
+            leaves += 1;
+            // Stable partition of the node's rows.
+            let column = &data.train_cols[c.feature * n..(c.feature + 1) * n];
+            let rows = &mut index[parent.start..parent.end];
+            let mut nl = 0;
+            let mut nr = 0;
+            for k in 0..rows.len() {
+                let r = rows[k];
+                let b = column[r as usize];
+                if c.goes_left(b) {
+                    rows[nl] = r;
+                    nl += 1;
                 } else {
-                    (&index[mid..open.end], true)
+                    scratch[nr] = r;
+                    nr += 1;
+                }
+            }
+            rows[nl..].copy_from_slice(&scratch[..nr]);
+            let mid = parent.start + nl;
+            let depth = nodes[parent.node].depth + 1;
+            let left = nodes.len();
+            let right = left + 1;
+            for (gg, hh) in [(c.gl, c.hl), (c.g - c.gl, c.h - c.hl)] {
+                nodes.push(TNode {
+                    weight: weight(gg, hh),
+                    hessian: hh,
+                    depth,
+                    split: None,
+                });
+            }
+            nodes[parent.node].split = Some(Split {
+                feature: c.feature,
+                bin: c.bin,
+                missing_left: c.missing_left,
+                gain: c.gain,
+                left,
+                right,
+            });
+            let mut l = Open {
+                node: left,
+                start: parent.start,
+                end: mid,
+                g: c.gl,
+                h: c.hl,
+                hist: Vec::new(),
+                best: None,
+            };
+            let mut r = Open {
+                node: right,
+                start: mid,
+                end: parent.end,
+                g: c.g - c.gl,
+                h: c.h - c.hl,
+                hist: Vec::new(),
+                best: None,
+            };
+            // Children that may split need histograms: build the smaller child's, take the
+            // larger's as the parent's minus it. Children that cannot split need none.
+            if depth < p.max_depth && leaves < max_leaves {
+                let (small, large_is_left) = if nl <= nr {
+                    (&index[parent.start..mid], false)
+                } else {
+                    (&index[mid..parent.end], true)
                 };
-                let small_hist = build_hist(data, &self.grad, small, features, parallel);
-                let mut large_hist = open.hist;
+                let small_hist = build_hist(data, &self.grad, small, parallel);
+                let mut large_hist = parent.hist;
                 for (l, s) in large_hist.iter_mut().zip(&small_hist) {
                     l[0] -= s[0];
                     l[1] -= s[1];
                 }
-                let (left_hist, right_hist) = if large_is_left {
+                let (lh, rh) = if large_is_left {
                     (large_hist, small_hist)
                 } else {
                     (small_hist, large_hist)
                 };
-                let left = nodes.len();
-                let right = left + 1;
-                for (gg, hh) in [(c.gl, c.hl), (c.g - c.gl, c.h - c.hl)] {
-                    nodes.push(TNode {
-                        weight: weight(gg, hh),
-                        hessian: hh,
-                        depth: depth + 1,
-                        split: None,
-                    });
-                }
-                nodes[open.node].split = Some(Split {
-                    feature: c.feature,
-                    bin: c.bin,
-                    missing_left: c.missing_left,
-                    gain: c.gain,
-                    left,
-                    right,
-                });
-                next.push(Open {
-                    node: left,
-                    start: open.start,
-                    end: mid,
-                    g: c.gl,
-                    h: c.hl,
-                    hist: left_hist,
-                });
-                next.push(Open {
-                    node: right,
-                    start: mid,
-                    end: open.end,
-                    g: c.g - c.gl,
-                    h: c.h - c.hl,
-                    hist: right_hist,
-                });
+                l.hist = lh;
+                r.hist = rh;
+                l.best = self.best_split(data, &l, features);
+                r.best = self.best_split(data, &r, features);
             }
-            if next.is_empty() {
-                break;
-            }
-            level = next;
+            open.push(l);
+            open.push(r);
         }
+        let leaves = open.iter().map(|o| (o.node, o.start, o.end)).collect();
         (nodes, leaves)
     }
 
@@ -611,48 +693,61 @@ impl Candidate {
     }
 }
 
-/// The histogram of `rows` over `features`: chunk partial sums, added in chunk order.
-fn build_hist(
-    data: &Binned,
-    grad: &[[f64; 2]],
-    rows: &[u32],
-    features: &[usize],
-    parallel: bool,
-) -> Hist {
+/// The histogram of `rows` over every feature: chunk partial sums, added in chunk order; each
+/// feature's most frequent bin is then the rows' total minus its other bins.
+fn build_hist(data: &Binned, grad: &[[f64; 2]], rows: &[u32], parallel: bool) -> Hist {
     let size = *data.offsets.last().unwrap_or(&0);
-    let offs: Vec<usize> = features.iter().map(|&f| data.offsets[f]).collect();
-    let one = |chunk: &[u32]| -> Hist {
+    let one = |chunk: &[u32]| -> (Hist, [f64; 2]) {
         let mut hist = vec![[0.0; 2]; size];
-        let cols = data.cols;
+        let mut total = [0.0; 2];
         for &r in chunk {
             let r = r as usize;
             let [g, h] = grad[r];
-            let row = &data.train.bins[r * cols..(r + 1) * cols];
-            for (&f, &o) in features.iter().zip(&offs) {
-                let cell = &mut hist[o + row[f] as usize];
+            total[0] += g;
+            total[1] += h;
+            let cells = &data.cells[data.row_ptr[r] as usize..data.row_ptr[r + 1] as usize];
+            for &c in cells {
+                let cell = &mut hist[usize::from(c)];
                 cell[0] += g;
                 cell[1] += h;
             }
         }
-        hist
+        (hist, total)
     };
-    if rows.len() <= CHUNK {
-        return one(rows);
-    }
-    let parts: Vec<Hist> = if parallel {
-        rows.par_chunks(CHUNK).map(one).collect()
+    let (mut hist, total) = if rows.len() <= CHUNK {
+        one(rows)
     } else {
-        rows.chunks(CHUNK).map(one).collect()
-    };
-    let mut parts = parts.into_iter();
-    let mut total = parts.next().unwrap_or_else(|| vec![[0.0; 2]; size]);
-    for p in parts {
-        for (t, x) in total.iter_mut().zip(&p) {
-            t[0] += x[0];
-            t[1] += x[1];
+        let parts: Vec<(Hist, [f64; 2])> = if parallel {
+            rows.par_chunks(CHUNK).map(one).collect()
+        } else {
+            rows.chunks(CHUNK).map(one).collect()
+        };
+        let mut parts = parts.into_iter();
+        let mut acc = parts
+            .next()
+            .unwrap_or_else(|| (vec![[0.0; 2]; size], [0.0; 2]));
+        for (p, t) in parts {
+            for (a, x) in acc.0.iter_mut().zip(&p) {
+                a[0] += x[0];
+                a[1] += x[1];
+            }
+            acc.1[0] += t[0];
+            acc.1[1] += t[1];
         }
+        acc
+    };
+    for (f, &m) in data.mfb.iter().enumerate() {
+        let feature = &mut hist[data.offsets[f]..data.offsets[f + 1]];
+        let mut rest = total;
+        for (b, cell) in feature.iter().enumerate() {
+            if b != usize::from(m) {
+                rest[0] -= cell[0];
+                rest[1] -= cell[1];
+            }
+        }
+        feature[usize::from(m)] = rest;
     }
-    total
+    hist
 }
 
 /// One tree as a forust-ml `Tree` (built through its serde form: forust's node type is not
@@ -736,9 +831,11 @@ mod tests {
         Binned::new(&x, &y, &vx, &vy, cols)
     }
 
+    /// Leaf-wise with a binding cap (12 leaves below depth 5's 32).
     fn params() -> TrialParams {
         TrialParams {
-            max_depth: 4,
+            max_depth: 5,
+            max_leaves: 12,
             min_leaf_weight: 2.0,
             nbins: 32,
             ..TrialParams::default()
@@ -829,6 +926,57 @@ mod tests {
         let mut parallel = Trial::new(&data, params(), 9);
         pool.install(|| parallel.advance(&data, 15, 1000, true));
         assert_eq!(booster_json(serial, &data), booster_json(parallel, &data));
+    }
+
+    #[test]
+    fn leaf_wise_growth_respects_the_cap_and_without_one_grows_depth_wise() {
+        let data = binned();
+        let mut capped = Trial::new(&data, params(), 2);
+        capped.advance(&data, 10, 1000, false);
+        for nodes in &capped.trees {
+            let leaves = nodes.iter().filter(|n| n.split.is_none()).count();
+            assert!(leaves <= 12, "{leaves} leaves");
+            assert!(nodes.iter().all(|n| n.depth <= 5));
+        }
+        assert!(capped.trees.iter().any(|t| t.len() == 2 * 12 - 1));
+        // A cap of 2^depth never binds: every splittable node down to the depth is split, the
+        // same tree as no cap (node numbering aside), so the same predictions.
+        let fit = |max_leaves| {
+            let p = TrialParams {
+                max_depth: 3,
+                max_leaves,
+                ..params()
+            };
+            let mut t = Trial::new(&data, p, 2);
+            t.advance(&data, 10, 1000, false);
+            t.best_valid_scores().to_vec()
+        };
+        assert_eq!(fit(8), fit(0));
+    }
+
+    #[test]
+    fn histograms_recover_the_most_frequent_bins_exactly_enough() {
+        let data = binned();
+        let grad: Vec<[f64; 2]> = (0..data.train.rows)
+            .map(|r| [(r % 7) as f64 - 3.0, 0.25 + (r % 3) as f64])
+            .collect();
+        let rows: Vec<u32> = (0..data.train.rows as u32).step_by(3).collect();
+        let hist = build_hist(&data, &grad, &rows, false);
+        // Direct sums over every cell.
+        let mut direct = vec![[0.0f64; 2]; hist.len()];
+        for &r in &rows {
+            for (f, &b) in data.train.row(r as usize).iter().enumerate() {
+                let c = &mut direct[data.offsets[f] + usize::from(b)];
+                c[0] += grad[r as usize][0];
+                c[1] += grad[r as usize][1];
+            }
+        }
+        for (a, b) in hist.iter().zip(&direct) {
+            assert!(
+                (a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6,
+                "{a:?} {b:?}"
+            );
+        }
     }
 
     #[test]

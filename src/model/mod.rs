@@ -15,6 +15,7 @@ mod file;
 mod gbdt;
 pub mod logistic;
 pub mod metrics;
+mod params;
 mod search;
 mod train;
 
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use features::FeatureSpec;
 pub use file::FORMAT_VERSION;
 pub use metrics::{Metrics, SplitMetrics, ThresholdRule};
-pub use search::TrialParams;
+pub use params::TrialParams;
 pub use train::{
     Algorithm, ExportSummary, Progress, SplitFractions, TrainOutcome, TrainRequest, TrialReport,
     export_features, fingerprint, split_assignment, train,

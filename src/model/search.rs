@@ -7,106 +7,25 @@
 //! pool of the requested width (each single-threaded); a rung narrower than the pool lets each
 //! trial build its histograms on the pool instead.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use forust_ml::gradientbooster::GradientBooster;
-use forust_ml::metric::Metric;
-use forust_ml::objective::ObjectiveType;
-use forust_ml::sampler::SampleMethod;
 
 use super::ModelError;
 use super::gbdt::{Binned, Trial};
 use super::metrics::roc_auc;
+pub use super::params::{EARLY_STOPPING_ROUNDS, TrialParams};
 
 /// Trees allowed in the final rung (early stopping usually ends far sooner).
 pub const MAX_TREES: usize = 1000;
-/// Rounds without validation improvement before a trial stops.
-pub const EARLY_STOPPING_ROUNDS: usize = 40;
 /// Each rung keeps 1/ETA of the trials and gives them ETA times the budget.
 const ETA: usize = 4;
-
-/// One point of the search space.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrialParams {
-    pub learning_rate: f64,
-    pub max_depth: usize,
-    pub min_leaf_weight: f64,
-    pub l2: f64,
-    pub gamma: f64,
-    pub subsample: f64,
-    pub colsample_bytree: f64,
-    pub nbins: u16,
-}
-
-impl Default for TrialParams {
-    /// The first trial of every search: a configuration measured to do well on this data.
-    fn default() -> Self {
-        TrialParams {
-            learning_rate: 0.05,
-            max_depth: 5,
-            min_leaf_weight: 10.0,
-            l2: 1.0,
-            gamma: 0.0,
-            subsample: 0.8,
-            colsample_bytree: 0.8,
-            nbins: 128,
-        }
-    }
-}
-
-fn log_uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
-    (rng.random_range(lo.ln()..hi.ln())).exp()
-}
-
-impl TrialParams {
-    /// A random point (rounded so the recorded parameters read cleanly).
-    fn sample(rng: &mut ChaCha8Rng) -> TrialParams {
-        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
-        TrialParams {
-            learning_rate: r3(log_uniform(rng, 0.02, 0.2)),
-            max_depth: rng.random_range(3..=8),
-            min_leaf_weight: r3(log_uniform(rng, 1.0, 100.0)),
-            l2: r3(log_uniform(rng, 0.1, 20.0)),
-            gamma: if rng.random_bool(0.5) {
-                0.0
-            } else {
-                r3(rng.random_range(0.0..1.0))
-            },
-            subsample: r3(rng.random_range(0.5..1.0)),
-            colsample_bytree: r3(rng.random_range(0.4..1.0)),
-            nbins: [32, 64, 128, 256][rng.random_range(0..4)],
-        }
-    }
-
-    /// A forust booster recording these parameters (the trees come from [`super::gbdt`]).
-    /// Thread settings are left at forust's defaults so the model bytes do not depend on them.
-    pub(crate) fn booster(&self, trees: usize, seed: u64) -> GradientBooster {
-        GradientBooster::default()
-            .set_objective_type(ObjectiveType::LogLoss)
-            .set_iterations(trees)
-            .set_learning_rate(self.learning_rate as f32)
-            .set_max_depth(self.max_depth)
-            .set_min_leaf_weight(self.min_leaf_weight as f32)
-            .set_l2(self.l2 as f32)
-            .set_gamma(self.gamma as f32)
-            .set_nbins(self.nbins)
-            .set_subsample(self.subsample as f32)
-            .set_sample_method(if self.subsample < 1.0 {
-                SampleMethod::Random
-            } else {
-                SampleMethod::None
-            })
-            .set_colsample_bytree(self.colsample_bytree)
-            .set_seed(seed)
-            .set_initialize_base_score(true)
-            .set_evaluation_metric(Some(Metric::LogLoss))
-            .set_early_stopping_rounds(Some(EARLY_STOPPING_ROUNDS))
-            .set_parallel(false)
-    }
-}
+/// Trees per trial in the first rung of a multi-rung search: a cheap first look, so 20 trials
+/// cost a few times one trial (the default trial always continues to the end anyway).
+const FIRST_RUNG_TREES: usize = 16;
 
 /// The quantised data a search runs on (built once, shared by every trial and rung).
 pub(crate) struct SearchData<'a> {
@@ -125,7 +44,8 @@ pub struct TrialReport {
     pub params: TrialParams,
 }
 
-/// The tree budgets of the rungs for `trials` trials: the last rung always has [`MAX_TREES`].
+/// The tree budgets of the rungs for `trials` trials: [`FIRST_RUNG_TREES`] times ETA^rung, and
+/// the last rung always has [`MAX_TREES`].
 fn rungs(trials: usize) -> Vec<(usize, usize)> {
     let mut k = 0;
     let mut n = trials;
@@ -136,7 +56,11 @@ fn rungs(trials: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut alive = trials;
     for r in 0..=k {
-        let budget = MAX_TREES / ETA.pow((k - r) as u32);
+        let budget = if r == k {
+            MAX_TREES
+        } else {
+            FIRST_RUNG_TREES * ETA.pow(r as u32)
+        };
         out.push((alive, budget));
         alive = alive.div_ceil(ETA);
     }
@@ -248,8 +172,8 @@ mod tests {
         assert_eq!(rungs(1), vec![(1, MAX_TREES)]);
         assert_eq!(rungs(2), vec![(2, MAX_TREES)]);
         assert_eq!(rungs(3), vec![(3, MAX_TREES)]);
-        assert_eq!(rungs(4), vec![(4, 250), (1, MAX_TREES)]);
-        assert_eq!(rungs(20), vec![(20, 62), (5, 250), (2, MAX_TREES)]);
+        assert_eq!(rungs(4), vec![(4, 16), (1, MAX_TREES)]);
+        assert_eq!(rungs(20), vec![(20, 16), (5, 64), (2, MAX_TREES)]);
     }
 
     #[test]
