@@ -6,7 +6,7 @@
 //! target is computed from).
 //!
 //! Everything is seeded and deterministic: one ChaCha stream per purpose, derived from the seed.
-//! This module only reshapes tables; it writes files only in [`write`].
+//! This module only reshapes tables; it writes files only in [`write()`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! OCI images without a Docker daemon: build the serving image in memory ([`build`]), write it
+//! OCI images without a Docker daemon: build the serving image in memory ([`build()`]), write it
 //! as an OCI image layout or a tar of one ([`layout`]), and push it with the distribution API
 //! ([`push`]). The tar writer ([`tar`]) is deterministic, so equal inputs give equal digests.
 //!
