@@ -197,17 +197,6 @@ impl Subgroup {
             }
         }
     }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Subgroup::AgeAtLeast { bracket } => format!("age {bracket} or older"),
-            Subgroup::DiagnosesAtLeast { min } => format!("number_diagnoses >= {min}"),
-            Subgroup::EmergencyVisits => "number_emergency > 0".into(),
-            Subgroup::LongStayManyMedications => {
-                "num_medications > 15 and time_in_hospital > 5".into()
-            }
-        }
-    }
 }
 
 /// One step of a batch recipe, applied in order.

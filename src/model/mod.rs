@@ -318,11 +318,6 @@ impl ModelFile {
         &self.meta
     }
 
-    /// The preprocessing definition the model was trained with.
-    pub fn features(&self) -> &FeatureSpec {
-        &self.features
-    }
-
     /// The decision threshold chosen on validation.
     pub fn threshold(&self) -> f64 {
         self.meta.threshold
