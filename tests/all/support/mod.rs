@@ -109,6 +109,8 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+// The fake API server is held to the dead-code lint: it carries only what the tests use.
+#[warn(dead_code)]
 pub mod fake_kube;
 pub mod kubelet;
 pub mod moto;
