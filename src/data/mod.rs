@@ -2,12 +2,12 @@
 //! profiles, fetching and splitting. Knows nothing of models, drift or serving.
 
 pub mod fetch;
-pub mod load;
-pub mod profile;
+pub(crate) mod load;
+pub(crate) mod profile;
 pub mod schema;
 pub mod split;
 pub mod synth;
-pub mod table;
+pub(crate) mod table;
 
 use std::fmt;
 

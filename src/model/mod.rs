@@ -10,10 +10,10 @@
 //! This module never reads files other than model files, never prints, and never imports `cli`,
 //! `pipeline` or other leaf modules; callers hand it a loaded [`Table`].
 
-pub mod features;
+pub(crate) mod features;
 mod file;
 mod gbdt;
-pub mod logistic;
+pub(crate) mod logistic;
 pub mod metrics;
 mod search;
 mod train;
