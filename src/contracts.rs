@@ -44,7 +44,7 @@ pub struct RunReport<C = serde_json::Value> {
     pub inputs: InputsSummary,
     pub config: C,
     pub steps: Vec<StepRecord>,
-    /// Not in the file: readers get it from `exit_code` ([`RunReport::read`]).
+    /// Not in the file: readers get it from `exit_code` ([`RunReport::parse`]).
     #[serde(skip, default = "unknown_exit")]
     pub exit: Exit,
 }

@@ -68,21 +68,6 @@ impl Exit {
             .unwrap_or(Exit::Failure)
     }
 
-    /// A short description for the README table and `--help`.
-    pub const fn describe(self) -> &'static str {
-        match self {
-            Exit::Success => "success",
-            Exit::Failure => "unexpected failure",
-            Exit::Usage => "usage or configuration error",
-            Exit::GateRefused => "quality gate refused the candidate",
-            Exit::TestsFailed => "tests failed",
-            Exit::Infra => "infrastructure failure (network, cluster, AWS, registry, GitHub)",
-            Exit::InvalidInput => "invalid input data or model file",
-            Exit::DeployFailed => "deployment failed verification (rolled back)",
-            Exit::Interrupted => "interrupted by Ctrl-C or SIGTERM",
-        }
-    }
-
     /// The worse of two outcomes: used when independent steps are collected before deciding.
     pub fn worst(self, other: Exit) -> Exit {
         if self == Exit::Success { other } else { self }

@@ -5,25 +5,25 @@
 //! `pipeline` composes them and `cli` turns arguments into their requests.
 
 pub mod apitest;
-pub mod aws;
-pub mod ci;
+pub(crate) mod aws;
+pub(crate) mod ci;
 pub mod cli;
-pub mod container;
-pub mod contracts;
+pub(crate) mod container;
+pub(crate) mod contracts;
 pub mod data;
 pub mod drift;
 pub mod exit;
-pub mod fsutil;
-pub mod gate;
-pub mod github;
+pub(crate) mod fsutil;
+pub(crate) mod gate;
+pub(crate) mod github;
 pub mod kube;
 pub mod logging;
 pub mod model;
 pub mod oci;
-pub mod output;
+pub(crate) mod output;
 pub mod pipeline;
 pub mod registry;
-pub mod report;
+pub(crate) mod report;
 pub mod retry;
 pub mod secret;
 pub mod serve;

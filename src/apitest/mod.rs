@@ -6,7 +6,7 @@
 //! a deadline first, runs every check even when some fail, and says why when the target cannot
 //! be reached at all. It does not start servers.
 
-pub mod diagnose;
+pub(crate) mod diagnose;
 mod junit;
 
 use std::time::{Duration, Instant};

@@ -153,7 +153,6 @@ pub struct Resolved {
     /// `github-oidc` or `default-chain`.
     pub source: &'static str,
     pub role_arn: Option<String>,
-    pub expires_at: Option<jiff::Timestamp>,
 }
 
 /// Resolves credentials: the OIDC exchange (with retries, a fresh token every attempt) or the
@@ -187,11 +186,10 @@ pub async fn resolve(source: &Source, settings: &AwsSettings) -> Result<Resolved
                 }
             };
             match retry(&Backoff::API, exchange, |e: &(AwsError, Decision)| e.1).await {
-                Ok((credentials, expires_at)) => Ok(Resolved {
+                Ok(credentials) => Ok(Resolved {
                     credentials,
                     source: "github-oidc",
                     role_arn: Some(role_arn.clone()),
-                    expires_at,
                 }),
                 Err(((AwsError::Api { message, .. }, _), attempts)) => Err(AwsError::Api {
                     service: "STS",
@@ -286,7 +284,7 @@ async fn assume_role(
     role_arn: &str,
     session_name: &str,
     duration: Duration,
-) -> Result<(Credentials, Option<jiff::Timestamp>), (AwsError, Decision)> {
+) -> Result<Credentials, (AwsError, Decision)> {
     let result = sts
         .assume_role_with_web_identity()
         .role_arn(role_arn)
@@ -345,7 +343,6 @@ async fn assume_role(
     let secret_key = Secret::new(c.secret_access_key());
     let session = Secret::new(c.session_token());
     let expiry = SystemTime::try_from(*c.expiration()).ok();
-    let expires_at = super::timestamp(c.expiration());
     let credentials = Credentials::new(
         key_id.expose(),
         secret_key.expose(),
@@ -353,7 +350,7 @@ async fn assume_role(
         expiry,
         "github-oidc",
     );
-    Ok((credentials, expires_at))
+    Ok(credentials)
 }
 
 async fn default_chain(settings: &AwsSettings) -> Result<Resolved, AwsError> {
@@ -372,15 +369,10 @@ async fn default_chain(settings: &AwsSettings) -> Result<Resolved, AwsError> {
     if let Some(t) = credentials.session_token() {
         Secret::new(t);
     }
-    let expires_at = credentials.expiry().and_then(|t| {
-        let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-        jiff::Timestamp::from_second(secs as i64).ok()
-    });
     Ok(Resolved {
         credentials,
         source: "default-chain",
         role_arn: std::env::var("AWS_ROLE_ARN").ok(),
-        expires_at,
     })
 }
 

@@ -93,12 +93,6 @@ impl Ecr {
         }
     }
 
-    /// A copy with another retry policy (tests use a fast one).
-    pub fn with_policy(mut self, policy: Backoff) -> Ecr {
-        self.policy = policy;
-        self
-    }
-
     /// GetAuthorizationToken for the caller's default registry.
     pub async fn authorization(&self) -> Result<EcrAuth, AwsError> {
         let out = retry(

@@ -26,8 +26,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::exit::{Diagnose, Exit};
 use crate::retry::Decision;
 
-pub use credentials::{CredentialMode, CredentialRequest, Resolved, TokenClaims};
-pub use ecr::{EcrAuth, RepositoryState};
+pub use credentials::{Resolved, TokenClaims};
 
 /// Where and how to reach AWS, independent of credentials.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! target is computed from).
 //!
 //! Everything is seeded and deterministic: one ChaCha stream per purpose, derived from the seed.
-//! This module only reshapes tables; it writes files only in [`write`].
+//! This module only reshapes tables; it writes files only in [`write()`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -194,17 +194,6 @@ impl Subgroup {
             Subgroup::EmergencyVisits => int(col::NUMBER_EMERGENCY) > 0,
             Subgroup::LongStayManyMedications => {
                 int(col::NUM_MEDICATIONS) > 15 && int(col::TIME_IN_HOSPITAL) > 5
-            }
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Subgroup::AgeAtLeast { bracket } => format!("age {bracket} or older"),
-            Subgroup::DiagnosesAtLeast { min } => format!("number_diagnoses >= {min}"),
-            Subgroup::EmergencyVisits => "number_emergency > 0".into(),
-            Subgroup::LongStayManyMedications => {
-                "num_medications > 15 and time_in_hospital > 5".into()
             }
         }
     }

@@ -18,7 +18,7 @@
 //!
 //! Deterministic for a seed (ChaCha8). Knows nothing of models or training.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use rand::seq::SliceRandom;
@@ -715,26 +715,10 @@ pub fn label_probability(t: &Table, row: usize) -> Option<f64> {
     Some(sigmoid(score(m, &codes)))
 }
 
-/// Per-value real frequencies, for fidelity checks: column name -> value (`?` = missing) -> share.
-pub fn real_frequencies() -> HashMap<String, HashMap<String, f64>> {
-    let s = stats();
-    s.value_counts
-        .iter()
-        .map(|(c, vc)| {
-            let total: u64 = vc.values().sum();
-            (
-                c.clone(),
-                vc.iter()
-                    .map(|(v, n)| (v.clone(), *n as f64 / total as f64))
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn embedded_figures_parse_and_cover_the_schema() {

@@ -67,11 +67,6 @@ impl Categories {
         self.codes.push(code);
     }
 
-    /// Per-row codes; [`MISSING`] marks missing values.
-    pub fn codes(&self) -> &[u32] {
-        &self.codes
-    }
-
     /// The distinct values seen, indexed by code.
     pub fn dictionary(&self) -> &[String] {
         &self.dict
@@ -297,12 +292,6 @@ impl Table {
         out
     }
 
-    /// The rows for which `keep` is true.
-    pub fn filter(&self, keep: impl Fn(TableRow<'_>) -> bool) -> Table {
-        let idx: Vec<usize> = (0..self.rows).filter(|&i| keep(self.row(i))).collect();
-        self.select(&idx)
-    }
-
     /// Appends all rows of `other`.
     pub fn extend(&mut self, other: &Table) {
         let mut buf = Vec::with_capacity(WIDTH);
@@ -356,12 +345,6 @@ impl Table {
 pub struct TableRow<'a> {
     table: &'a Table,
     row: usize,
-}
-
-impl TableRow<'_> {
-    pub fn index(&self) -> usize {
-        self.row
-    }
 }
 
 impl Row for TableRow<'_> {

@@ -1,11 +1,11 @@
 //! Column-by-column drift detection between a reference and a current batch, and the retraining
 //! decision. Chooses a statistical test per column exactly as Evidently 0.4.22's
 //! `DataDriftPreset()` does by default (overridable per column or globally), computes it
-//! ([`stats`], [`ks`]), and renders the result as JSON, Markdown and self-contained HTML
-//! ([`report`]). Knows nothing of models, registries or CI; never reads files itself.
+//! ([`stats`], `ks`), and renders the result as JSON, Markdown and self-contained HTML
+//! (`report`). Knows nothing of models, registries or CI; never reads files itself.
 
-pub mod ks;
-pub mod report;
+pub(crate) mod ks;
+pub(crate) mod report;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use crate::exit::{Diagnose, Exit};
 
 pub use context::{CommentMode, EventInfo, Repo};
-pub use publish::{Outcome, PublishReport, PublishRequest, publish};
+pub use publish::{PublishRequest, publish};
 
 /// Errors of GitHub publishing.
 #[derive(Debug, thiserror::Error)]

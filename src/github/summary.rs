@@ -9,7 +9,7 @@
 //! `metrics.json` as [`EvaluationReport`]): a file that is absent leaves its section out; a file
 //! that does not parse is an error naming it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
@@ -25,7 +25,6 @@ use crate::report::{self, Align, Table, charts};
 /// Everything read from a run directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
-    pub path: PathBuf,
     pub run: RunReport,
     pub gate: Option<GateReport>,
     pub evaluation: Option<EvaluationReport>,
@@ -49,7 +48,6 @@ impl RunDir {
             reason: e.to_string(),
         })?;
         let mut rd = RunDir {
-            path: dir.to_owned(),
             gate: optional_json(&dir.join("gate.json"))?,
             evaluation: optional_json(&dir.join("metrics.json"))?,
             drift: optional_json(&dir.join("drift/drift.json"))?,

@@ -47,14 +47,6 @@ impl KubeError {
             source,
         }
     }
-
-    /// The HTTP status of a failed API call, if the server answered.
-    pub fn status_code(&self) -> Option<u16> {
-        match self {
-            KubeError::Api { source, .. } => status_code(source),
-            _ => None,
-        }
-    }
 }
 
 /// The HTTP status code of a kube error the API server answered.

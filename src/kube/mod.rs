@@ -7,7 +7,7 @@
 
 pub mod cluster;
 pub mod deploy;
-pub mod error;
+pub(crate) mod error;
 pub mod forward;
 pub mod manifests;
 pub mod pull_secret;

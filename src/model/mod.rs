@@ -10,10 +10,10 @@
 //! This module never reads files other than model files, never prints, and never imports `cli`,
 //! `pipeline` or other leaf modules; callers hand it a loaded [`Table`].
 
-pub mod features;
+pub(crate) mod features;
 mod file;
 mod gbdt;
-pub mod logistic;
+pub(crate) mod logistic;
 pub mod metrics;
 mod params;
 mod search;
@@ -317,11 +317,6 @@ impl ModelFile {
 
     pub fn meta(&self) -> &ModelMeta {
         &self.meta
-    }
-
-    /// The preprocessing definition the model was trained with.
-    pub fn features(&self) -> &FeatureSpec {
-        &self.features
     }
 
     /// The decision threshold chosen on validation.

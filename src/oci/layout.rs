@@ -116,7 +116,7 @@ pub fn archive(image: &Image, names: &ImageNames) -> Vec<u8> {
     tar.finish()
 }
 
-/// Writes [`archive`] to `path` atomically.
+/// Writes `archive` to `path` atomically.
 pub fn write_archive(path: &Path, image: &Image, names: &ImageNames) -> Result<u64, OciError> {
     let bytes = archive(image, names);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -1,13 +1,13 @@
-//! OCI images without a Docker daemon: build the serving image in memory ([`build`]), write it
-//! as an OCI image layout or a tar of one ([`layout`]), and push it with the distribution API
-//! ([`push`]). The tar writer ([`tar`]) is deterministic, so equal inputs give equal digests.
+//! OCI images without a Docker daemon: build the serving image in memory ([`build()`]), write it
+//! as an OCI image layout or a tar of one (`layout`), and push it with the distribution API
+//! (`push`). The tar writer ([`tar`]) is deterministic, so equal inputs give equal digests.
 //!
 //! Used in-process by the pipeline and by `image push`/`image test`. It must not import `aws`,
 //! `kube` or `pipeline`: registry credentials (ECR's included) come in as a [`RegistryLogin`].
 
-pub mod build;
-pub mod layout;
-pub mod push;
+pub(crate) mod build;
+pub(crate) mod layout;
+pub(crate) mod push;
 pub mod tar;
 
 use sha2::{Digest, Sha256};

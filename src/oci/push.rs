@@ -147,11 +147,6 @@ impl Pusher {
         })
     }
 
-    pub fn with_policy(mut self, policy: Backoff) -> Pusher {
-        self.policy = policy;
-        self
-    }
-
     fn registry_error(&self, operation: &str, message: String, decision: Decision) -> Failure {
         Failure {
             error: OciError::Registry {

@@ -64,10 +64,6 @@ impl Runner {
         &self.records
     }
 
-    pub fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
     /// Runs one step with a deadline. `Ok(Some(v))`: passed; `Ok(None)`: skipped by its own
     /// decision (dependants decide what a skip means for them); `Err(halt)`: failed, errored or
     /// interrupted, and the caller must stop.

@@ -35,7 +35,6 @@ pub fn markdown(r: &RunReport, dir: &Path) -> anyhow::Result<String> {
             Vec::new()
         });
     let mut rd = RunDir {
-        path: dir.to_owned(),
         run,
         gate: typed(dir, "gate.json"),
         evaluation: typed(dir, "metrics.json"),

@@ -11,7 +11,7 @@
 //! ```
 //! A version is written into `versions/.tmp-*`, both files fsynced, then the directory is renamed
 //! to its number: it appears whole or not at all. Aliases are rewritten with
-//! [`crate::fsutil::write_atomic`] and only ever name versions that already exist, so a writer
+//! `crate::fsutil::write_atomic` and only ever name versions that already exist, so a writer
 //! killed at any instant leaves every alias on a complete version. Readers take no lock.
 
 use std::collections::BTreeMap;
@@ -68,10 +68,6 @@ struct WriteLock {
 impl LocalRegistry {
     pub fn new(root: impl Into<PathBuf>) -> LocalRegistry {
         LocalRegistry { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {

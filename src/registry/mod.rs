@@ -8,7 +8,7 @@
 //! against their recorded SHA-256 on every read.
 
 pub mod local;
-pub mod mlflow;
+pub(crate) mod mlflow;
 
 use std::collections::BTreeMap;
 use std::fmt;

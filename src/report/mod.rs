@@ -69,14 +69,6 @@ impl Table {
         self.rows.push(row);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
     /// The table as GitHub-flavoured Markdown, ending with a newline.
     pub fn render(&self) -> String {
         let mut out = String::new();

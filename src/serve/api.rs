@@ -247,6 +247,10 @@ pub struct Prediction {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The encounters to score, at most the server's batch limit.
+    #[allow(
+        dead_code,
+        reason = "documents the body for the OpenAPI schema; the handler parses batches itself"
+    )]
     pub encounters: Vec<super::encounter::EncounterSchema>,
 }
 

@@ -6,13 +6,13 @@
 //! `shutdown`) and loads the model in the background, so `/health` answers while `/ready` says
 //! 503 until the model is ready. It knows nothing of registries, clusters or the pipeline.
 
-pub mod api;
+pub(crate) mod api;
 pub mod encounter;
 mod listener;
-pub mod metrics;
+pub(crate) mod metrics;
 mod model_file;
-pub mod openapi;
-pub mod scorer;
+pub(crate) mod openapi;
+pub(crate) mod scorer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -29,7 +29,6 @@
 //! namespace along). Port-forward (`pods/NAME/portforward`, the `v4.channel.k8s.io` websocket
 //! protocol kube-rs speaks) works when a [`Kubelet`] is set: it is asked for the loopback address
 //! where the pod's image really runs, and the forward relays bytes to it.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -101,11 +100,6 @@ impl Rollout {
         self.observe_after = d;
         self
     }
-
-    pub fn start_after(mut self, d: Duration) -> Rollout {
-        self.start_after = d;
-        self
-    }
 }
 
 /// One request the server answered, for assertions.
@@ -115,7 +109,6 @@ pub struct Recorded {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: Option<String>,
-    pub body: Option<Value>,
     pub status: u16,
 }
 
@@ -241,11 +234,6 @@ impl FakeKube {
         }
     }
 
-    /// The base URL (`http://127.0.0.1:PORT`).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// A kube client for this server (default namespace `default`).
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().expect("valid url"));
@@ -274,11 +262,6 @@ impl FakeKube {
         self.store()
             .rollouts
             .push((image_contains.to_owned(), rollout));
-    }
-
-    /// The rollout played for images no `on_image` rule matches (`None`: nothing happens).
-    pub fn default_rollout(&self, rollout: Option<Rollout>) {
-        self.store().default_rollout = rollout;
     }
 
     /// Creates or replaces an object as the server would store it (uid, versions, generation).
@@ -316,37 +299,6 @@ impl FakeKube {
         self.store().objects.get(&key).cloned()
     }
 
-    /// All stored objects of a kind (optionally in one namespace), in name order.
-    pub fn list(&self, api_version: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
-        let prefix = prefix_of(api_version);
-        self.store()
-            .objects
-            .iter()
-            .filter(|(k, _)| {
-                k.prefix == prefix && k.plural == plural && (ns.is_none() || k.ns.as_deref() == ns)
-            })
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// Changes a stored object in place (as a controller would); returns false when absent.
-    pub fn mutate(
-        &self,
-        api_version: &str,
-        plural: &str,
-        ns: Option<&str>,
-        name: &str,
-        f: impl FnOnce(&mut Value),
-    ) -> bool {
-        let Some(mut obj) = self.get(api_version, plural, ns, name) else {
-            return false;
-        };
-        f(&mut obj);
-        let key = key_of(&obj);
-        write(&self.inner, &key, obj, WriteMode::Controller, None);
-        true
-    }
-
     /// Deletes a stored object; returns whether it existed.
     pub fn delete(&self, api_version: &str, plural: &str, ns: Option<&str>, name: &str) -> bool {
         let key = Key {
@@ -356,31 +308,6 @@ impl FakeKube {
             name: name.to_owned(),
         };
         remove(&self.inner, &key).is_some()
-    }
-
-    /// The text served by `GET .../pods/NAME/log`.
-    pub fn set_log(&self, ns: &str, pod: &str, text: &str) {
-        self.store()
-            .logs
-            .insert((ns.to_owned(), pod.to_owned()), text.to_owned());
-    }
-
-    /// Emits (or counts up) an Event about an object, as a kubelet or controller would.
-    pub fn event(&self, about: &Value, type_: &str, reason: &str, message: &str) {
-        emit_event(&self.inner, about, type_, reason, message);
-    }
-
-    /// Records the current instant under `name`.
-    pub fn set_mark(&self, name: &str) {
-        self.store().marks.insert(
-            name.to_owned(),
-            (Instant::now(), std::time::SystemTime::now()),
-        );
-    }
-
-    /// When the mark was recorded (e.g. [`TELLING`]), if it was.
-    pub fn mark(&self, name: &str) -> Option<Instant> {
-        self.store().marks.get(name).map(|m| m.0)
     }
 
     /// The wall-clock time of a mark, to compare with timestamps the code under test reports.
@@ -404,59 +331,9 @@ impl FakeKube {
         });
     }
 
-    /// Forgets watch history up to now: watches from an older resourceVersion get 410 Gone.
-    pub fn compact(&self) {
-        let mut s = self.store();
-        s.compacted = s.rv;
-        s.history.clear();
-    }
-
     /// The current resourceVersion counter.
     pub fn resource_version(&self) -> u64 {
         self.store().rv
-    }
-
-    /// Puts a Deployment that a previous, successful rollout of `image` left behind: Deployment
-    /// (revision 1, all replicas ready), its ReplicaSet and Ready pods.
-    pub fn seed_deployment(&self, deployment: Value) -> Value {
-        let mut d = deployment;
-        let stored = self.put(d.clone());
-        d = stored;
-        let ns = d["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
-        let name = d["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
-        let (rs, _) = ensure_replicaset(&self.inner, &d, 1);
-        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        for _ in 0..replicas {
-            let pod = create_pod(&self.inner, &rs);
-            let pod_name = pod["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            update(&self.inner, "v1", "pods", &ns, &pod_name, |p| {
-                set_pod_running(p, true);
-            });
-        }
-        update(&self.inner, "apps/v1", "deployments", &ns, &name, |d| {
-            d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
-            d["status"] = json!({
-                "observedGeneration": generation,
-                "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas,
-                "availableReplicas": replicas,
-                "conditions": [
-                    condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
-                    condition("Progressing", "True", "NewReplicaSetAvailable", "ReplicaSet has successfully progressed."),
-                ],
-            });
-        });
-        self.get("apps/v1", "deployments", Some(&ns), &name)
-            .expect("seeded deployment")
     }
 }
 
@@ -522,7 +399,6 @@ async fn handle(
         path,
         query,
         content_type,
-        body: body_json,
         status: response.status().as_u16(),
     });
     response
