@@ -8,5 +8,5 @@ use health_predict::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     health_predict::logging::init(&cli.global);
-    health_predict::exit::finish(health_predict::cli::run(cli))
+    health_predict::cli::errors::finish(health_predict::cli::run(cli))
 }

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod drift;
 pub mod env;
+pub mod errors;
 pub mod github;
 pub mod image;
 pub mod model;

@@ -282,6 +282,7 @@ async fn run_once(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             force: args.force,
             plain: plain(),
             cancel,
+            diagnose: super::errors::diagnose,
         },
     )
     .await?;
@@ -655,6 +656,7 @@ async fn simulate(args: &SimulateArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 force: false,
                 plain: plain(),
                 cancel: cancel.clone(),
+                diagnose: super::errors::diagnose,
             },
         )
         .await?;
