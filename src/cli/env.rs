@@ -2,6 +2,8 @@
 //! one of these (`env = ...` on the flag).
 
 pub const LOG: &str = "HEALTH_PREDICT_LOG";
+/// The no-color.org convention: set and non-empty turns colours off.
+pub const NO_COLOR: &str = "NO_COLOR";
 pub const OUTPUT: &str = "HEALTH_PREDICT_OUTPUT";
 pub const SEED: &str = "HEALTH_PREDICT_SEED";
 pub const DATA: &str = "HEALTH_PREDICT_DATA";

@@ -51,6 +51,20 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
+impl GlobalArgs {
+    /// The logging settings: these flags, `HEALTH_PREDICT_LOG`, `NO_COLOR` and the terminal.
+    pub fn log_settings(&self) -> crate::logging::LogSettings {
+        crate::logging::LogSettings {
+            quiet: self.quiet,
+            verbose: self.verbose,
+            directive: std::env::var(env::LOG).ok(),
+            color: std::env::var_os(env::NO_COLOR).is_none_or(|v| v.is_empty())
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            github_actions: crate::ci::in_github_actions(),
+        }
+    }
+}
+
 /// Settings shared by every command handler.
 #[derive(Debug, Clone)]
 pub struct Context {
