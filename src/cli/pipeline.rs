@@ -283,6 +283,7 @@ async fn run_once(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             plain: plain(),
             cancel,
             diagnose: super::errors::diagnose,
+            mlflow: super::registry::mlflow_credentials(),
         },
     )
     .await?;
@@ -366,7 +367,7 @@ impl Render for Plan {
 
 async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let cfg = args.config()?;
-    let registry = crate::registry::open(&cfg.registry)?;
+    let registry = crate::registry::open(&cfg.registry, &super::registry::mlflow_credentials())?;
     let production = registry.alias(run::PRODUCTION).await?;
     let batch = cfg.batch.is_some();
     let deploys = cfg.deploy != DeployTarget::None;
@@ -657,6 +658,7 @@ async fn simulate(args: &SimulateArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 plain: plain(),
                 cancel: cancel.clone(),
                 diagnose: super::errors::diagnose,
+                mlflow: super::registry::mlflow_credentials(),
             },
         )
         .await?;

@@ -82,6 +82,8 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Gives an errored step its exit code and hint (`cli::errors::diagnose`).
     pub diagnose: crate::exit::Diagnoser,
+    /// Credentials for an MLflow registry (`cli` reads them from the environment).
+    pub mlflow: crate::registry::MlflowCredentials,
 }
 
 /// `run.json`: the record of a run (the type lives with its readers in `crate::contracts`).
@@ -121,7 +123,7 @@ pub async fn run(
     std::fs::create_dir_all(cfg.state_dir.join("pipeline"))
         .with_context(|| format!("cannot create state directory {}", cfg.state_dir.display()))?;
     let _lock = lock_state(&cfg.state_dir)?;
-    let registry = registry::open(&cfg.registry)?;
+    let registry = registry::open(&cfg.registry, &opts.mlflow)?;
     let clock = Instant::now();
     let mut state = State {
         registry,
