@@ -84,6 +84,8 @@ pub struct RunOptions {
     pub diagnose: crate::exit::Diagnoser,
     /// Credentials for an MLflow registry (`cli` reads them from the environment).
     pub mlflow: crate::registry::MlflowCredentials,
+    /// Registry logins and AWS settings for the push (`cli` reads them from the environment).
+    pub push: super::kubernetes::PushEnv,
 }
 
 /// `run.json`: the record of a run (the type lives with its readers in `crate::contracts`).
@@ -817,7 +819,7 @@ async fn steps(
         (Some(built), _) => {
             let published = runner
                 .step("push", deadline, async {
-                    let p = super::image::publish(cfg, built, &opts.run_dir).await?;
+                    let p = super::image::publish(cfg, built, &opts.run_dir, &opts.push).await?;
                     let detail = format!("{} → {}", p.digest, p.destination);
                     Ok(Done::Passed(p, detail))
                 })
