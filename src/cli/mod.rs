@@ -1,5 +1,8 @@
 //! The command line: clap definitions and their translation into library requests. Arguments
-//! never reach the domain modules; each subcommand builds a validated request struct.
+//! never reach the domain modules; each subcommand builds a validated request struct. The only
+//! module that reads our environment variables (`env` names them) and hands their values down,
+//! and the one that maps errors to exit codes and prints them (`errors`). Nothing imports it
+//! but `main.rs`.
 
 pub mod apitest;
 pub mod aws;
