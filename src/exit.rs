@@ -1,11 +1,13 @@
-//! Exit codes and the one place errors are printed.
+//! Exit codes, the [`Diagnose`] trait domain errors implement, and the error printer's format.
 //!
 //! Every command returns an [`Exit`] on success paths (a refused gate or failed tests are not
 //! errors of the program, but they are not success either) or an error. Errors are printed once:
 //! `error: ...`, the cause chain, then a `hint:` naming what to change.
+//!
+//! A leaf: it imports nothing from this crate, so every module may use it. Which domain error
+//! types carry a diagnosis, and printing the final error, belong to the top (`cli::errors`).
 
 use std::fmt;
-use std::process::ExitCode;
 
 /// Documented process exit codes (see README "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -140,8 +142,21 @@ where
     }
 }
 
-/// The exit code and hint for an error chain: the outermost classification wins.
-pub fn diagnose(err: &anyhow::Error) -> (Exit, Option<String>) {
+/// An exit code and the hint to print with it.
+pub type Diagnosis = (Exit, Option<String>);
+
+/// Classifies an error chain. The function that knows every domain's error type lives at the top
+/// (`cli::errors::diagnose`); code below it that must classify an error (the pipeline records
+/// each step's exit code) is handed that function rather than importing it.
+pub type Diagnoser = fn(&anyhow::Error) -> Diagnosis;
+
+/// The exit code and hint for an error chain: the outermost classification wins. A [`Classify`]
+/// mark on the chain, or a [`Classified`] error in it, is found here; `known` finds the domain
+/// error types that implement [`Diagnose`] (this module imports none of them).
+pub fn diagnose_with(
+    err: &anyhow::Error,
+    known: impl Fn(&(dyn std::error::Error + 'static)) -> Option<Diagnosis>,
+) -> Diagnosis {
     if let Some(mark) = err.downcast_ref::<Mark>() {
         return (mark.exit, mark.hint.clone());
     }
@@ -149,40 +164,11 @@ pub fn diagnose(err: &anyhow::Error) -> (Exit, Option<String>) {
         if let Some(c) = cause.downcast_ref::<Classified>() {
             return (c.exit, c.hint.clone());
         }
-        if let Some(d) = diagnose_known(cause) {
+        if let Some(d) = known(cause) {
             return d;
         }
     }
     (Exit::Failure, None)
-}
-
-/// Domain error types that implement [`Diagnose`]. Add a module's error type here so its exit
-/// class and hint reach the user wherever it sits in a cause chain.
-fn diagnose_known(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Option<String>)> {
-    macro_rules! known {
-        ($($t:ty),* $(,)?) => {
-            $(if let Some(e) = cause.downcast_ref::<$t>() {
-                return Some((e.exit(), e.hint()));
-            })*
-        };
-    }
-    known!(
-        crate::data::DataError,
-        crate::model::ModelError,
-        crate::data::split::SplitError,
-        crate::drift::DriftError,
-        crate::data::fetch::FetchError,
-        crate::pipeline::config::ConfigError,
-        crate::registry::RegistryError,
-        crate::serve::ServeError,
-        crate::apitest::ApiTestError,
-        crate::github::GithubError,
-        crate::kube::KubeError,
-        crate::aws::AwsError,
-        crate::oci::OciError,
-        crate::container::ContainerError,
-    );
-    None
 }
 
 /// An error and its causes on one line, `: `-separated, a cause whose text is already shown left
@@ -201,9 +187,9 @@ pub fn chain_text(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The lines printed for an error: `error: ...`, causes, `hint: ...`.
-pub fn render(err: &anyhow::Error) -> String {
-    let (_, hint) = diagnose(err);
+/// The lines printed for an error: `error: ...`, causes, `hint: ...` (the hint as the error's
+/// diagnosis gave it; `cli::errors::render` diagnoses and prints).
+pub fn render_with_hint(err: &anyhow::Error, hint: Option<&str>) -> String {
     let mut out = String::new();
     let mut first = true;
     for cause in err.chain() {
@@ -224,25 +210,13 @@ pub fn render(err: &anyhow::Error) -> String {
     out
 }
 
-/// Turns a command's outcome into the process exit code, printing an error once.
-pub fn finish(result: anyhow::Result<Exit>) -> ExitCode {
-    match result {
-        Ok(exit) => ExitCode::from(exit.code()),
-        Err(err) => {
-            let (exit, _) = diagnose(&err);
-            let text = render(&err);
-            eprint!("{text}");
-            if crate::ci::in_github_actions() {
-                let first = text.lines().next().unwrap_or("error");
-                crate::ci::annotation(
-                    crate::ci::Level::Error,
-                    first.trim_start_matches("error: "),
-                    None,
-                );
-            }
-            ExitCode::from(exit.code())
-        }
-    }
+/// The lines printed for a domain error whose type is known where it is handled.
+pub fn render_diagnosed<E>(err: E) -> String
+where
+    E: Diagnose + Send + Sync + 'static,
+{
+    let hint = err.hint();
+    render_with_hint(&anyhow::Error::new(err), hint.as_deref())
 }
 
 #[cfg(test)]
@@ -260,8 +234,12 @@ mod tests {
     fn classify_sets_exit_and_hint_without_changing_message() {
         let r: Result<(), std::io::Error> = Err(std::io::Error::other("disk on fire"));
         let err = r.classify(Exit::Infra, "free some disk").unwrap_err();
-        assert_eq!(diagnose(&err), (Exit::Infra, Some("free some disk".into())));
-        let text = render(&err);
+        let (exit, hint) = diagnose_with(&err, |_| None);
+        assert_eq!(
+            (exit, hint.as_deref()),
+            (Exit::Infra, Some("free some disk"))
+        );
+        let text = render_with_hint(&err, hint.as_deref());
         assert!(text.starts_with("error: disk on fire\n"), "{text}");
         assert!(text.ends_with("hint: free some disk\n"), "{text}");
     }
@@ -269,7 +247,7 @@ mod tests {
     #[test]
     fn fail_is_found_under_context() {
         let err = fail(Exit::GateRefused, "refused", Some("add rows")).context("gate");
-        assert_eq!(diagnose(&err).0, Exit::GateRefused);
-        assert!(render(&err).contains("caused by: refused"));
+        assert_eq!(diagnose_with(&err, |_| None).0, Exit::GateRefused);
+        assert!(render_with_hint(&err, None).contains("caused by: refused"));
     }
 }

@@ -9,8 +9,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::GlobalArgs;
-
 /// Targets whose events below WARN are dropped whatever `HEALTH_PREDICT_LOG` asks for: the AWS
 /// SDK logs request and response bodies at DEBUG/TRACE (ECR's `authorizationToken` is not marked
 /// sensitive in its model, so the orchestrator prints it), and the HTTP stacks under it can log
@@ -34,15 +32,31 @@ pub fn allowed(target: &str, level: &Level) -> bool {
     !quiet || *level <= Level::WARN
 }
 
-/// Sets up the global subscriber from `--verbose`/`--quiet`, `HEALTH_PREDICT_LOG` and `NO_COLOR`.
-pub fn init(global: &GlobalArgs) {
-    let default = match (global.quiet, global.verbose) {
+/// How to log, as the command line and the environment say (`cli` reads both; this module reads
+/// no variables).
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// `--quiet`: only errors.
+    pub quiet: bool,
+    /// `--verbose` count: 1 debug, 2 or more trace.
+    pub verbose: u8,
+    /// A full filter directive (`HEALTH_PREDICT_LOG`) that replaces the level above.
+    pub directive: Option<String>,
+    /// ANSI colours (stderr is a terminal and `NO_COLOR` is unset or empty).
+    pub color: bool,
+    /// Running in GitHub Actions, which stamps each line itself: no timestamps.
+    pub github_actions: bool,
+}
+
+/// Sets up the global subscriber.
+pub fn init(settings: &LogSettings) {
+    let default = match (settings.quiet, settings.verbose) {
         (true, _) => "error",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let directive = std::env::var(crate::cli::env::LOG).unwrap_or_else(|_| {
+    let directive = settings.directive.clone().unwrap_or_else(|| {
         // Dependencies are noisy at debug; keep them at warn unless asked for by name.
         format!("warn,health_predict={default}")
     });
@@ -51,14 +65,13 @@ pub fn init(global: &GlobalArgs) {
     let filter = EnvFilter::new(directive).and(filter::filter_fn(|meta| {
         allowed(meta.target(), meta.level())
     }));
-    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let color = settings.color;
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(color)
         .with_target(false);
     let registry = tracing_subscriber::registry();
-    let _ = if crate::ci::in_github_actions() || !color {
+    let _ = if settings.github_actions || !color {
         registry
             .with(layer.without_time().with_filter(filter))
             .try_init()

@@ -7,6 +7,6 @@ use health_predict::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    health_predict::logging::init(&cli.global);
-    health_predict::exit::finish(health_predict::cli::run(cli))
+    health_predict::logging::init(&cli.global.log_settings());
+    health_predict::cli::errors::finish(health_predict::cli::run(cli))
 }

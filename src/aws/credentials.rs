@@ -27,6 +27,15 @@ pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 /// The runner's token service variables (present only with `permissions: id-token: write`).
 pub const REQUEST_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
 pub const REQUEST_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+/// Every variable [`CredentialRequest::source`] reads: the token service, whether this is a
+/// runner, and the run that names the session.
+pub const SOURCE_VARS: [&str; 5] = [
+    REQUEST_URL_VAR,
+    REQUEST_TOKEN_VAR,
+    "GITHUB_ACTIONS",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_ATTEMPT",
+];
 
 /// Which credential source to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]

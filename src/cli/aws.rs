@@ -370,7 +370,7 @@ async fn refresh_secret(args: RefreshArgs, ctx: &Context) -> anyhow::Result<Exit
             }
             Err(e) => {
                 last_ok = false;
-                let text = crate::exit::render(&e);
+                let text = super::errors::render(&e);
                 tracing::error!(
                     "refresh failed; retrying in {:?}\n{text}",
                     args.min_interval

@@ -2,6 +2,8 @@
 //! one of these (`env = ...` on the flag).
 
 pub const LOG: &str = "HEALTH_PREDICT_LOG";
+/// The no-color.org convention: set and non-empty turns colours off.
+pub const NO_COLOR: &str = "NO_COLOR";
 pub const OUTPUT: &str = "HEALTH_PREDICT_OUTPUT";
 pub const SEED: &str = "HEALTH_PREDICT_SEED";
 pub const DATA: &str = "HEALTH_PREDICT_DATA";
@@ -158,5 +160,5 @@ pub const GATE_MIN_DELTA: &str = "HEALTH_PREDICT_GATE_MIN_DELTA";
 pub const SERVE_MODEL_VERSION: &str = "HEALTH_PREDICT_SERVE_MODEL_VERSION";
 pub const SERVE_MODEL_NAME: &str = "HEALTH_PREDICT_SERVE_MODEL_NAME";
 pub const SERVE_ALIAS: &str = "HEALTH_PREDICT_SERVE_ALIAS";
-/// Test-only fault injection: a registry writer pauses mid-write this many ms (kill tests).
-pub const FAILPOINT_REGISTRY_PAUSE_MS: &str = "HEALTH_PREDICT_FAILPOINT_REGISTRY_PAUSE_MS";
+// Test-only fault injection (`HEALTH_PREDICT_FAILPOINT_REGISTRY_PAUSE_MS`) is owned by the module
+// it pauses: `registry::local::FAILPOINT_PAUSE_MS_VAR`.

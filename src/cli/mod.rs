@@ -1,5 +1,8 @@
 //! The command line: clap definitions and their translation into library requests. Arguments
-//! never reach the domain modules; each subcommand builds a validated request struct.
+//! never reach the domain modules; each subcommand builds a validated request struct. The only
+//! module that reads our environment variables (`env` names them) and hands their values down,
+//! and the one that maps errors to exit codes and prints them (`errors`). Nothing imports it
+//! but `main.rs`.
 
 pub mod apitest;
 pub mod aws;
@@ -8,6 +11,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod drift;
 pub mod env;
+pub mod errors;
 pub mod github;
 pub mod image;
 pub mod model;
@@ -48,6 +52,20 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+impl GlobalArgs {
+    /// The logging settings: these flags, `HEALTH_PREDICT_LOG`, `NO_COLOR` and the terminal.
+    pub fn log_settings(&self) -> crate::logging::LogSettings {
+        crate::logging::LogSettings {
+            quiet: self.quiet,
+            verbose: self.verbose,
+            directive: std::env::var(env::LOG).ok(),
+            color: std::env::var_os(env::NO_COLOR).is_none_or(|v| v.is_empty())
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            github_actions: crate::ci::in_github_actions(),
+        }
+    }
 }
 
 /// Settings shared by every command handler.

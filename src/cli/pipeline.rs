@@ -15,7 +15,9 @@ use crate::data::Target;
 use crate::exit::{Exit, fail};
 use crate::output::{Render, emit};
 use crate::pipeline::config::{DeployTarget, PipelineConfig, Settings};
+use crate::pipeline::kubernetes::PushEnv;
 use crate::pipeline::run::{self, Inputs, RunOptions, RunReport, STEPS, Source};
+use crate::secret::Secret;
 
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
@@ -263,6 +265,38 @@ pub async fn run(command: PipelineCommand, ctx: &Context) -> anyhow::Result<Exit
     }
 }
 
+/// What the pipeline's push reads from the environment, read here.
+fn push_env() -> PushEnv {
+    use crate::aws::credentials::{CredentialMode, REQUEST_TOKEN_VAR, SOURCE_VARS};
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let login = match (var(env::REGISTRY_USER), var(env::REGISTRY_PASSWORD)) {
+        (Some(username), Some(p)) => Some(crate::oci::RegistryLogin {
+            username,
+            password: Secret::new(p),
+        }),
+        _ => None,
+    };
+    let aws_credentials = match var(env::AWS_CREDENTIALS) {
+        Some(m) => <CredentialMode as clap::ValueEnum>::from_str(&m, true)
+            .map_err(|e| format!("{}: {e}", env::AWS_CREDENTIALS)),
+        None => Ok(CredentialMode::Auto),
+    };
+    PushEnv {
+        login,
+        aws_region: var(env::AWS_REGION).or_else(|| var(env::AWS_DEFAULT_REGION)),
+        aws_endpoint_url: var(env::AWS_ENDPOINT_URL),
+        aws_credentials,
+        aws_role_arn: var(env::AWS_ROLE_ARN),
+        oidc_audience: var(env::OIDC_AUDIENCE),
+        runner: SOURCE_VARS
+            .into_iter()
+            .filter(|k| *k != REQUEST_TOKEN_VAR)
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+            .collect(),
+        oidc_request_token: std::env::var(REQUEST_TOKEN_VAR).ok().map(Secret::new),
+    }
+}
+
 async fn run_once(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let cfg = args.config()?;
     let id = run_id();
@@ -282,6 +316,9 @@ async fn run_once(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             force: args.force,
             plain: plain(),
             cancel,
+            diagnose: super::errors::diagnose,
+            mlflow: super::registry::mlflow_credentials(),
+            push: push_env(),
         },
     )
     .await?;
@@ -365,7 +402,7 @@ impl Render for Plan {
 
 async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let cfg = args.config()?;
-    let registry = crate::registry::open(&cfg.registry)?;
+    let registry = crate::registry::open(&cfg.registry, &super::registry::mlflow_credentials())?;
     let production = registry.alias(run::PRODUCTION).await?;
     let batch = cfg.batch.is_some();
     let deploys = cfg.deploy != DeployTarget::None;
@@ -655,6 +692,9 @@ async fn simulate(args: &SimulateArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 force: false,
                 plain: plain(),
                 cancel: cancel.clone(),
+                diagnose: super::errors::diagnose,
+                mlflow: super::registry::mlflow_credentials(),
+                push: push_env(),
             },
         )
         .await?;

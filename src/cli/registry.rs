@@ -13,6 +13,7 @@ use crate::output::{Render, emit};
 use crate::registry::{
     self, AliasEvent, Lineage, ModelRef, Moved, Registered, Registry, VersionRecord,
 };
+use crate::secret::Secret;
 
 /// Where the registry lives; every registry command and the gate take it.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,7 +25,17 @@ pub struct RegistryLocation {
 
 impl RegistryLocation {
     pub fn open(&self) -> anyhow::Result<Box<dyn Registry>> {
-        Ok(registry::open(&self.registry)?)
+        Ok(registry::open(&self.registry, &mlflow_credentials())?)
+    }
+}
+
+/// MLflow's credentials from its own variables (read as MLflow's clients read them).
+pub fn mlflow_credentials() -> registry::MlflowCredentials {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    registry::MlflowCredentials {
+        token: var(env::MLFLOW_TRACKING_TOKEN).map(Secret::new),
+        username: var(env::MLFLOW_TRACKING_USERNAME),
+        password: var(env::MLFLOW_TRACKING_PASSWORD).map(Secret::new),
     }
 }
 

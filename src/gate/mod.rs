@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::schema::{EXPIRED_OR_HOSPICE, col};
 use crate::data::{Table, Target};
-use crate::exit::Exit;
+use crate::exit::{Diagnose, Exit};
 use crate::registry::{ModelRef, Registry, RegistryError};
 use std::path::Path;
 
@@ -574,8 +574,8 @@ impl Loaded {
 }
 
 /// An error as one line: message, causes and hint, for a refusal reason.
-fn one_line(e: impl Into<anyhow::Error>) -> String {
-    let text = crate::exit::render(&e.into());
+fn one_line<E: Diagnose + Send + Sync + 'static>(e: E) -> String {
+    let text = crate::exit::render_diagnosed(e);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     lines.join("; ").trim_start_matches("error: ").to_owned()
 }

@@ -487,11 +487,7 @@ pub async fn deploy_verified(
         }
         Err(e) => RollbackReport {
             outcome: None,
-            error: Some(
-                crate::exit::render(&anyhow::Error::new(e))
-                    .trim_end()
-                    .to_owned(),
-            ),
+            error: Some(crate::exit::render_diagnosed(e).trim_end().to_owned()),
             verify: None,
         },
     };

@@ -270,11 +270,12 @@ pub async fn publish(
     cfg: &PipelineConfig,
     built: &Built,
     run_dir: &Path,
+    env: &super::kubernetes::PushEnv,
 ) -> anyhow::Result<Published> {
     let digest = built.digest().to_owned();
     match cfg.deploy {
         DeployTarget::Kubernetes if cfg.image_repository.is_some() => {
-            let report = super::kubernetes::push(cfg, &built.image, &built.tag).await?;
+            let report = super::kubernetes::push(cfg, env, &built.image, &built.tag).await?;
             if report.digest != digest {
                 anyhow::bail!(
                     "the registry stored {} but the tested image is {digest}",

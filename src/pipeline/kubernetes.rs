@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use super::config::PipelineConfig;
 use super::steps::Done;
-use crate::cli::env;
+use crate::aws::credentials::{self, CredentialMode, CredentialRequest};
 use crate::kube::cluster;
 use crate::kube::deploy::{self, DeployRequest, RollbackRequest};
 use crate::kube::forward::KubeForwarder;
@@ -18,10 +18,34 @@ use crate::kube::verify::{self, VerifyRequest};
 use crate::oci;
 use crate::secret::Secret;
 
+/// What the push takes from the environment, read by `cli` (the pipeline reads no variables).
+/// Values are checked only when a push needs them, as before.
+#[derive(Debug, Clone)]
+pub struct PushEnv {
+    /// A login for a registry other than ECR (`HEALTH_PREDICT_REGISTRY_USER` and `_PASSWORD`).
+    pub login: Option<oci::RegistryLogin>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub aws_region: Option<String>,
+    /// `AWS_ENDPOINT_URL`.
+    pub aws_endpoint_url: Option<String>,
+    /// `HEALTH_PREDICT_AWS_CREDENTIALS` (`Err`: why its value is not a mode).
+    pub aws_credentials: Result<CredentialMode, String>,
+    /// `HEALTH_PREDICT_AWS_ROLE_ARN`.
+    pub aws_role_arn: Option<String>,
+    /// `HEALTH_PREDICT_OIDC_AUDIENCE`.
+    pub oidc_audience: Option<String>,
+    /// The runner's variables that choose the credential source
+    /// ([`credentials::SOURCE_VARS`]) and are set, but for the request token.
+    pub runner: Vec<(&'static str, String)>,
+    /// [`credentials::REQUEST_TOKEN_VAR`], the runner's OIDC request token.
+    pub oidc_request_token: Option<Secret>,
+}
+
 /// Pushes the built image to the configured registry in-process (ECR: a short-lived login from
 /// the environment's AWS credentials, the repository created when missing).
 pub async fn push(
     cfg: &PipelineConfig,
+    env: &PushEnv,
     image: &oci::Image,
     tag: &str,
 ) -> anyhow::Result<oci::PushReport> {
@@ -30,7 +54,7 @@ pub async fn push(
         .as_deref()
         .context("image_repository is not set")?;
     let (registry, login) = if cfg.ecr {
-        let (registry, login) = ecr_login(repository).await?;
+        let (registry, login) = ecr_login(env, repository).await?;
         (cfg.image_registry.clone().unwrap_or(registry), Some(login))
     } else {
         let registry = cfg.image_registry.clone().ok_or_else(|| {
@@ -42,20 +66,7 @@ pub async fn push(
                 ),
             )
         })?;
-        let password = std::env::var(env::REGISTRY_PASSWORD)
-            .ok()
-            .filter(|p| !p.is_empty());
-        let user = std::env::var(env::REGISTRY_USER)
-            .ok()
-            .filter(|u| !u.is_empty());
-        let login = match (user, password) {
-            (Some(username), Some(p)) => Some(oci::RegistryLogin {
-                username,
-                password: Secret::new(p),
-            }),
-            _ => None,
-        };
-        (registry, login)
+        (registry, env.login.clone())
     };
     let target = oci::Target::new(&registry, repository, tag)?;
     let mut pusher = oci::Pusher::new(target, login, Duration::from_secs(300))?;
@@ -64,41 +75,51 @@ pub async fn push(
 
 /// ECR's registry and a push login, with credentials resolved as `image push --ecr` does from
 /// the environment (region, endpoint, role, OIDC audience).
-async fn ecr_login(repository: &str) -> anyhow::Result<(String, oci::RegistryLogin)> {
-    use crate::aws::credentials::{self, CredentialMode, CredentialRequest};
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let region = var(env::AWS_REGION)
-        .or_else(|| var(env::AWS_DEFAULT_REGION))
-        .ok_or_else(|| {
-            crate::exit::fail(
-                crate::exit::Exit::Usage,
-                "no AWS region for the ECR push",
-                Some("set AWS_REGION"),
-            )
-        })?;
+async fn ecr_login(
+    env: &PushEnv,
+    repository: &str,
+) -> anyhow::Result<(String, oci::RegistryLogin)> {
+    let region = env.aws_region.clone().ok_or_else(|| {
+        crate::exit::fail(
+            crate::exit::Exit::Usage,
+            "no AWS region for the ECR push",
+            Some("set AWS_REGION"),
+        )
+    })?;
     let settings = crate::aws::AwsSettings {
         region,
-        endpoint_url: var(env::AWS_ENDPOINT_URL),
+        endpoint_url: env.aws_endpoint_url.clone(),
         attempt_timeout: crate::aws::AwsSettings::DEFAULT_ATTEMPT_TIMEOUT,
     };
-    let mode = match var(env::AWS_CREDENTIALS) {
-        Some(m) => <CredentialMode as clap::ValueEnum>::from_str(&m, true).map_err(|e| {
-            crate::exit::fail(
-                crate::exit::Exit::Usage,
-                format!("{}: {e}", env::AWS_CREDENTIALS),
-                Some("use auto, github-oidc or default"),
-            )
-        })?,
-        None => CredentialMode::Auto,
-    };
+    let mode = env.aws_credentials.clone().map_err(|why| {
+        crate::exit::fail(
+            crate::exit::Exit::Usage,
+            why,
+            Some("use auto, github-oidc or default"),
+        )
+    })?;
     let request = CredentialRequest {
         mode,
-        role_arn: var(env::AWS_ROLE_ARN),
-        audience: var(env::OIDC_AUDIENCE).unwrap_or_else(|| credentials::DEFAULT_AUDIENCE.into()),
+        role_arn: env.aws_role_arn.clone(),
+        audience: env
+            .oidc_audience
+            .clone()
+            .unwrap_or_else(|| credentials::DEFAULT_AUDIENCE.into()),
         session_name: None,
         duration: Duration::from_secs(3600),
     };
-    let source = request.source(|k| std::env::var(k).ok())?;
+    let source = request.source(|k| {
+        if k == credentials::REQUEST_TOKEN_VAR {
+            return env
+                .oidc_request_token
+                .as_ref()
+                .map(|t| t.expose().to_owned());
+        }
+        env.runner
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone())
+    })?;
     let resolved = credentials::resolve(&source, &settings).await?;
     let ecr = crate::aws::ecr::Ecr::new(&crate::aws::sdk_config(&settings, &resolved).await);
     let state = ecr.ensure_repository(repository).await?;

@@ -80,6 +80,12 @@ pub struct RunOptions {
     /// One log line per step (CI, non-terminals).
     pub plain: bool,
     pub cancel: CancellationToken,
+    /// Gives an errored step its exit code and hint (`cli::errors::diagnose`).
+    pub diagnose: crate::exit::Diagnoser,
+    /// Credentials for an MLflow registry (`cli` reads them from the environment).
+    pub mlflow: crate::registry::MlflowCredentials,
+    /// Registry logins and AWS settings for the push (`cli` reads them from the environment).
+    pub push: super::kubernetes::PushEnv,
 }
 
 /// `run.json`: the record of a run (the type lives with its readers in `crate::contracts`).
@@ -119,7 +125,7 @@ pub async fn run(
     std::fs::create_dir_all(cfg.state_dir.join("pipeline"))
         .with_context(|| format!("cannot create state directory {}", cfg.state_dir.display()))?;
     let _lock = lock_state(&cfg.state_dir)?;
-    let registry = registry::open(&cfg.registry)?;
+    let registry = registry::open(&cfg.registry, &opts.mlflow)?;
     let clock = Instant::now();
     let mut state = State {
         registry,
@@ -158,7 +164,7 @@ pub async fn run(
             exit: Exit::Failure,
         },
     };
-    let mut runner = Runner::new(opts.cancel.clone(), opts.plain);
+    let mut runner = Runner::new(opts.cancel.clone(), opts.plain, opts.diagnose);
     let outcome = steps(&cfg, &inputs, &opts, &mut runner, &mut state).await;
     let exit = match &outcome {
         Ok(exit) => *exit,
@@ -354,7 +360,7 @@ async fn steps(
     if !opts.force
         && let Some(key) = run_key(&st.report)
         && let Some(entry) = Ledger::open(&cfg.state_dir)
-            .map_err(|e| errored("load", &e))?
+            .map_err(|e| runner.errored("load", &e))?
             .get(&key)
     {
         let reason = format!(
@@ -439,13 +445,13 @@ async fn steps(
         for s in &STEPS[2..STEPS.len() - 1] {
             runner.skip(s, reason.clone());
         }
-        remember_batch(cfg, st).map_err(|e| errored("drift", &e))?;
+        remember_batch(cfg, st).map_err(|e| runner.errored("drift", &e))?;
         st.report.decision = Some("NO_RETRAIN".into());
         return Ok(Exit::Success);
     }
 
     // dataset: cumulative training data, this batch's holdout kept out.
-    let earlier = earlier_batches(cfg).map_err(|e| errored("dataset", &e))?;
+    let earlier = earlier_batches(cfg).map_err(|e| runner.errored("dataset", &e))?;
     let (training, holdout) = runner
         .step("dataset", deadline, {
             let initial = Arc::clone(&initial);
@@ -620,7 +626,7 @@ async fn steps(
                 st.report.decision = v["decision"].as_str().map(str::to_owned);
             }
             if matches!(halt, Halt::Failed { .. }) {
-                remember_batch(cfg, st).map_err(|e| errored("gate", &e))?;
+                remember_batch(cfg, st).map_err(|e| runner.errored("gate", &e))?;
             }
             return Err(halt);
         }
@@ -813,7 +819,7 @@ async fn steps(
         (Some(built), _) => {
             let published = runner
                 .step("push", deadline, async {
-                    let p = super::image::publish(cfg, built, &opts.run_dir).await?;
+                    let p = super::image::publish(cfg, built, &opts.run_dir, &opts.push).await?;
                     let detail = format!("{} → {}", p.digest, p.destination);
                     Ok(Done::Passed(p, detail))
                 })
@@ -839,7 +845,7 @@ async fn steps(
         st.registry
             .set_image(version, &image)
             .await
-            .map_err(|e| errored("push", &e.into()))?;
+            .map_err(|e| runner.errored("push", &e.into()))?;
     }
 
     // deploy + verify: only a verified deployment may be promoted.
@@ -904,16 +910,8 @@ async fn steps(
             Ok(Done::Passed((), detail))
         })
         .await?;
-    remember_batch(cfg, st).map_err(|e| errored("promote", &e))?;
+    remember_batch(cfg, st).map_err(|e| runner.errored("promote", &e))?;
     Ok(Exit::Success)
-}
-
-fn errored(step: &str, e: &anyhow::Error) -> Halt {
-    tracing::error!("{step}: {e:#}");
-    Halt::Errored {
-        step: step.into(),
-        exit: crate::exit::diagnose(e).0,
-    }
 }
 
 /// The directory where processed batches are kept for later cumulative training sets.

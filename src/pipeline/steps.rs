@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::exit::Diagnoser;
+
 pub use crate::contracts::{Status, StepRecord};
 
 /// What a step's body returns when it ran to completion.
@@ -48,15 +50,27 @@ pub struct Runner {
     records: Vec<StepRecord>,
     cancel: CancellationToken,
     plain: bool,
+    diagnose: Diagnoser,
 }
 
 impl Runner {
-    /// `plain`: log one line per step (CI) rather than progress on a terminal.
-    pub fn new(cancel: CancellationToken, plain: bool) -> Runner {
+    /// `plain`: log one line per step (CI) rather than progress on a terminal. `diagnose` gives
+    /// an errored step its exit code and hint.
+    pub fn new(cancel: CancellationToken, plain: bool, diagnose: Diagnoser) -> Runner {
         Runner {
             records: Vec::new(),
             cancel,
             plain,
+            diagnose,
+        }
+    }
+
+    /// Stops the run for an error outside a step's body, with the exit code its diagnosis gives.
+    pub fn errored(&self, step: &str, e: &anyhow::Error) -> Halt {
+        tracing::error!("{step}: {e:#}");
+        Halt::Errored {
+            step: step.into(),
+            exit: (self.diagnose)(e).0,
         }
     }
 
@@ -114,11 +128,14 @@ impl Runner {
                 })
             }
             Some(Ok(Err(e))) => {
-                let detail = crate::exit::render(&e).trim_end().replace('\n', " | ");
+                let (exit, hint) = (self.diagnose)(&e);
+                let detail = crate::exit::render_with_hint(&e, hint.as_deref())
+                    .trim_end()
+                    .replace('\n', " | ");
                 self.push(name, Status::Errored, started, seconds, detail);
                 Err(Halt::Errored {
                     step: name.into(),
-                    exit: crate::exit::diagnose(&e).0,
+                    exit,
                 })
             }
             Some(Ok(Ok(Done::Failed(detail)))) => {
@@ -189,8 +206,13 @@ pub fn label(status: Status) -> &'static str {
 mod tests {
     use super::*;
 
+    /// What the errors here carry themselves (the domain types are known only to `cli`).
+    fn diagnose(e: &anyhow::Error) -> crate::exit::Diagnosis {
+        crate::exit::diagnose_with(e, |_| None)
+    }
+
     fn runner() -> Runner {
-        Runner::new(CancellationToken::new(), true)
+        Runner::new(CancellationToken::new(), true, diagnose)
     }
 
     #[tokio::test]
@@ -252,7 +274,7 @@ mod tests {
         assert!(r.records()[0].detail.contains("deadline"));
 
         let token = CancellationToken::new();
-        let mut r = Runner::new(token.clone(), true);
+        let mut r = Runner::new(token.clone(), true, diagnose);
         let t2 = token.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;

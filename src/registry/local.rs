@@ -390,11 +390,16 @@ pub(crate) fn verify(bytes: &[u8], record: &VersionRecord) -> Result<(), String>
     Ok(())
 }
 
-/// Fault injection for the kill tests: with `HEALTH_PREDICT_FAILPOINT_REGISTRY_PAUSE_MS` set, a
-/// writer pauses between the model file and the record of a half-written version, so a SIGKILL
-/// reliably lands mid-write however fast the machine is. Unset (always, outside tests): nothing.
+/// Test-only fault injection, owned here rather than in `cli::env` because no user sets it: with
+/// this variable set to a number of milliseconds (at most 10 s), a writer pauses between the model
+/// file and the record of a half-written version, so the kill tests' SIGKILL reliably lands
+/// mid-write however fast the machine is. Unset (always, outside tests): nothing. The one variable
+/// a domain module reads itself: passing it down through every writer would put a test hook in
+/// the registry's API.
+pub const FAILPOINT_PAUSE_MS_VAR: &str = "HEALTH_PREDICT_FAILPOINT_REGISTRY_PAUSE_MS";
+
 fn failpoint_pause() {
-    if let Some(ms) = std::env::var(crate::cli::env::FAILPOINT_REGISTRY_PAUSE_MS)
+    if let Some(ms) = std::env::var(FAILPOINT_PAUSE_MS_VAR)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {

@@ -39,7 +39,17 @@ const TAG_IMAGE: &str = "health_predict.image";
 const ARTIFACT_DIR: &str = "model";
 const ARTIFACT_FILE: &str = "model.bin";
 
-/// Credentials MLflow's own clients read from the environment.
+/// MLflow's credentials, as its own clients take them: a token, or a user and a password (the
+/// token wins). `cli` reads them from `MLFLOW_TRACKING_TOKEN`, `MLFLOW_TRACKING_USERNAME` and
+/// `MLFLOW_TRACKING_PASSWORD`; this module reads no variables.
+#[derive(Debug, Clone, Default)]
+pub struct MlflowCredentials {
+    pub token: Option<Secret>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// The credentials a client sends.
 #[derive(Debug, Clone)]
 enum Auth {
     None,
@@ -128,10 +138,12 @@ struct RegisteredModel {
 }
 
 impl MlflowRegistry {
-    /// Parses `mlflow+http(s)://HOST:PORT[/PREFIX][?model=NAME&experiment=NAME]`. Credentials
-    /// come from `MLFLOW_TRACKING_TOKEN` or `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD`,
-    /// as for MLflow's own clients.
-    pub fn open(uri: &str) -> Result<MlflowRegistry, RegistryError> {
+    /// Parses `mlflow+http(s)://HOST:PORT[/PREFIX][?model=NAME&experiment=NAME]`; requests carry
+    /// `credentials` (empty values are ignored).
+    pub fn open(
+        uri: &str,
+        credentials: &MlflowCredentials,
+    ) -> Result<MlflowRegistry, RegistryError> {
         let bad = || RegistryError::BadUri { uri: uri.into() };
         let rest = uri.strip_prefix("mlflow+").ok_or_else(bad)?;
         let mut url = Url::parse(rest).map_err(|_| bad())?;
@@ -165,15 +177,13 @@ impl MlflowRegistry {
             let p = format!("{}/", url.path());
             url.set_path(&p);
         }
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        use crate::cli::env as e;
         let auth = match (
-            env(e::MLFLOW_TRACKING_TOKEN),
-            env(e::MLFLOW_TRACKING_USERNAME),
-            env(e::MLFLOW_TRACKING_PASSWORD),
+            credentials.token.clone().filter(|t| !t.is_empty()),
+            credentials.username.clone().filter(|u| !u.is_empty()),
+            credentials.password.clone().filter(|p| !p.is_empty()),
         ) {
-            (Some(token), _, _) => Auth::Bearer(Secret::new(token)),
-            (None, Some(user), Some(pass)) => Auth::Basic(user, Secret::new(pass)),
+            (Some(token), _, _) => Auth::Bearer(token),
+            (None, Some(user), Some(pass)) => Auth::Basic(user, pass),
             _ => Auth::None,
         };
         crate::install_crypto_provider();
@@ -982,8 +992,11 @@ mod tests {
 
     #[test]
     fn uri_parts_and_refusals() {
-        let r = MlflowRegistry::open("mlflow+http://127.0.0.1:5000/prefix?model=m1&experiment=e")
-            .unwrap();
+        let r = MlflowRegistry::open(
+            "mlflow+http://127.0.0.1:5000/prefix?model=m1&experiment=e",
+            &MlflowCredentials::default(),
+        )
+        .unwrap();
         assert_eq!(r.base.as_str(), "http://127.0.0.1:5000/prefix/");
         assert_eq!((r.model.as_str(), r.experiment.as_str()), ("m1", "e"));
         assert_eq!(
@@ -997,13 +1010,20 @@ mod tests {
             "mlflow+http://h:1?other=1",
             "mlflow+nonsense",
         ] {
-            assert!(MlflowRegistry::open(bad).is_err(), "{bad}");
+            assert!(
+                MlflowRegistry::open(bad, &MlflowCredentials::default()).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn artifact_paths_come_from_proxy_sources() {
-        let r = MlflowRegistry::open("mlflow+http://127.0.0.1:5000").unwrap();
+        let r = MlflowRegistry::open(
+            "mlflow+http://127.0.0.1:5000",
+            &MlflowCredentials::default(),
+        )
+        .unwrap();
         let mv = |source: &str| ModelVersion {
             version: "1".into(),
             creation_timestamp: None,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::exit::{Diagnose, Exit};
+pub use mlflow::MlflowCredentials;
 
 /// The local registry directory used when neither `--registry` nor `HEALTH_PREDICT_REGISTRY`
 /// names one.
@@ -533,11 +534,11 @@ pub fn registration_for(
 }
 
 /// Opens the registry a URI names: a directory path (or `file://PATH`), or
-/// `mlflow+http(s)://HOST:PORT[/PREFIX][?model=NAME&experiment=NAME]`.
-pub fn open(uri: &str) -> Result<Box<dyn Registry>, RegistryError> {
+/// `mlflow+http(s)://HOST:PORT[/PREFIX][?model=NAME&experiment=NAME]` (which uses `mlflow`).
+pub fn open(uri: &str, mlflow: &MlflowCredentials) -> Result<Box<dyn Registry>, RegistryError> {
     let uri = uri.trim();
     if uri.starts_with("mlflow+") {
-        return Ok(Box::new(mlflow::MlflowRegistry::open(uri)?));
+        return Ok(Box::new(mlflow::MlflowRegistry::open(uri, mlflow)?));
     }
     if let Some(path) = uri.strip_prefix("file://") {
         return Ok(Box::new(local::LocalRegistry::new(path)));
@@ -652,16 +653,27 @@ mod tests {
 
     #[test]
     fn uris_pick_a_backend() {
-        assert!(open("some/dir").unwrap().describe().contains("some/dir"));
-        assert!(open("file:///tmp/x").unwrap().describe().contains("/tmp/x"));
+        let none = MlflowCredentials::default();
         assert!(
-            open("mlflow+http://127.0.0.1:5000")
+            open("some/dir", &none)
+                .unwrap()
+                .describe()
+                .contains("some/dir")
+        );
+        assert!(
+            open("file:///tmp/x", &none)
+                .unwrap()
+                .describe()
+                .contains("/tmp/x")
+        );
+        assert!(
+            open("mlflow+http://127.0.0.1:5000", &none)
                 .unwrap()
                 .describe()
                 .starts_with("mlflow")
         );
         assert!(matches!(
-            open("s3://bucket/x"),
+            open("s3://bucket/x", &none),
             Err(RegistryError::BadUri { .. })
         ));
     }

@@ -140,10 +140,10 @@ async fn pull_secret_failure_is_classified_without_leaking() {
         .await
         .unwrap_err();
     let err = anyhow::Error::new(err);
-    let (exit, hint) = health_predict::exit::diagnose(&err);
+    let (exit, hint) = health_predict::cli::errors::diagnose(&err);
     assert_eq!(exit, health_predict::exit::Exit::Infra);
     assert!(hint.unwrap().contains("RBAC"));
-    let text = format!("{}{err:?}", health_predict::exit::render(&err));
+    let text = format!("{}{err:?}", health_predict::cli::errors::render(&err));
     assert!(!text.contains("leaky-pw"), "{text}");
     let _ = Duration::ZERO;
 }
@@ -721,7 +721,7 @@ esac
         let text = err.to_string();
         assert!(text.contains("kind create cluster"), "{text}");
         let err = anyhow::Error::new(err);
-        let rendered = health_predict::exit::render(&err);
+        let rendered = health_predict::cli::errors::render(&err);
         assert!(
             rendered.contains("gave up after 3 attempt(s)"),
             "{rendered}"
@@ -732,7 +732,7 @@ esac
             "{rendered}"
         );
         assert_eq!(
-            health_predict::exit::diagnose(&err).0,
+            health_predict::cli::errors::diagnose(&err).0,
             health_predict::exit::Exit::Infra
         );
         assert!(dir.path().join("logs/kubelet.log").exists());
@@ -750,7 +750,7 @@ esac
         let err = cluster::up(&request(Provider::Kind, tool, dir.path()))
             .await
             .unwrap_err();
-        let text = health_predict::exit::render(&anyhow::Error::new(err));
+        let text = health_predict::cli::errors::render(&anyhow::Error::new(err));
         assert!(text.contains("gave up after 1 attempt(s)"), "{text}");
         assert!(text.contains("hostPort in kind-config/kind.yaml"), "{text}");
     }

@@ -360,7 +360,7 @@ fn scenario(reg: &str, m: &Models, report: &Path) {
     assert!(shown["image"].is_null());
     health_predict::install_crypto_provider();
     let image = "registry.example/health-predict@sha256:0123abcd";
-    let r = health_predict::registry::open(reg).unwrap();
+    let r = health_predict::registry::open(reg, &Default::default()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
