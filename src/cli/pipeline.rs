@@ -16,6 +16,7 @@ use crate::exit::{Exit, fail};
 use crate::output::{Render, emit};
 use crate::pipeline::config::{DeployTarget, PipelineConfig, Settings};
 use crate::pipeline::run::{self, Inputs, RunOptions, RunReport, STEPS, Source};
+use crate::pipeline::steps::{Status, Step};
 
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
@@ -369,7 +370,11 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let production = registry.alias(run::PRODUCTION).await?;
     let batch = cfg.batch.is_some();
     let deploys = cfg.deploy != DeployTarget::None;
-    let step = |name: &'static str, runs: bool, why: String| PlannedStep { name, runs, why };
+    let step = |step: Step, runs: bool, why: String| PlannedStep {
+        name: step.name(),
+        runs,
+        why,
+    };
     let train_why = match (batch, production, cfg.force_retrain) {
         (false, _, _) => "bootstrap run: train on the initial data".to_owned(),
         (true, None, _) => "no production model yet: train whatever the drift".into(),
@@ -381,12 +386,12 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let mut steps = vec![
         step(
-            "load",
+            Step::Load,
             true,
             format!("initial data: {}", inputs(&cfg).initial.describe()),
         ),
         step(
-            "drift",
+            Step::Drift,
             batch,
             if batch {
                 format!(
@@ -400,10 +405,16 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             },
         ),
     ];
-    for name in [
-        "dataset", "train", "evaluate", "gate", "register", "package", "api-test",
+    for s in [
+        Step::Dataset,
+        Step::Train,
+        Step::Evaluate,
+        Step::Gate,
+        Step::Register,
+        Step::Package,
+        Step::ApiTest,
     ] {
-        steps.push(step(name, true, train_why.clone()));
+        steps.push(step(s, true, train_why.clone()));
     }
     let runtime = match cfg.container_runtime {
         crate::container::RuntimeChoice::None => None,
@@ -411,7 +422,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let builds =
         cfg.image.is_none() && (cfg.deploy == DeployTarget::Kubernetes || runtime.is_some());
-    if let Some(s) = steps.iter_mut().find(|s| s.name == "package") {
+    if let Some(s) = steps.iter_mut().find(|s| s.name == Step::Package.name()) {
         s.why = format!(
             "{}; {}",
             train_why,
@@ -422,7 +433,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             }
         );
     }
-    if let Some(s) = steps.iter_mut().find(|s| s.name == "api-test") {
+    if let Some(s) = steps.iter_mut().find(|s| s.name == Step::ApiTest.name()) {
         s.why = match (&runtime, builds) {
             (Some(rt), true) => format!(
                 "run the built image as a container with {} and test it",
@@ -469,7 +480,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             ),
         ),
     };
-    steps.push(step("push", push_runs, push_why));
+    steps.push(step(Step::Push, push_runs, push_why));
     let deploy_why = match cfg.deploy {
         DeployTarget::Local => format!(
             "install in {}/serving and serve it to check /model-info",
@@ -481,10 +492,10 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         ),
         DeployTarget::None => "deploy = none".into(),
     };
-    steps.push(step("deploy", deploys, deploy_why.clone()));
-    steps.push(step("verify", deploys, deploy_why));
+    steps.push(step(Step::Deploy, deploys, deploy_why.clone()));
+    steps.push(step(Step::Verify, deploys, deploy_why));
     steps.push(step(
-        "promote",
+        Step::Promote,
         deploys,
         format!(
             "alias `production` ({}) moves only after a verified deploy and a passing gate",
@@ -492,7 +503,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         ),
     ));
     steps.push(step(
-        "report",
+        Step::Report,
         true,
         "run.json and summary.md, always".into(),
     ));
@@ -661,7 +672,7 @@ async fn simulate(args: &SimulateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         let retrained = report
             .steps
             .iter()
-            .any(|s| s.name == "train" && s.status == crate::pipeline::steps::Status::Passed);
+            .any(|s| s.name == Step::Train.name() && s.status == Status::Passed);
         rows.push(SimRow {
             batch: label,
             drift_share: report.drift.as_ref().map(|d| d.share),
