@@ -17,6 +17,7 @@ use crate::output::{Render, emit};
 use crate::pipeline::config::{DeployTarget, PipelineConfig, Settings};
 use crate::pipeline::kubernetes::PushEnv;
 use crate::pipeline::run::{self, Inputs, RunOptions, RunReport, STEPS, Source};
+use crate::pipeline::steps::{Status, Step};
 use crate::secret::Secret;
 
 #[derive(Debug, Subcommand)]
@@ -30,90 +31,39 @@ pub enum PipelineCommand {
     Simulate(SimulateArgs),
 }
 
-/// Settings shared by `run`, `plan` and `simulate`. Unset flags fall back to
-/// `health-predict.toml`, then to the documented defaults.
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Pipeline settings")]
-pub struct SettingsArgs {
-    /// Configuration file [default: ./health-predict.toml when it exists].
-    #[arg(long, env = env::CONFIG)]
-    pub config: Option<PathBuf>,
-    /// Initial (reference) data, CSV or CSV.gz [default: the synthetic generator].
-    #[arg(long, env = env::DATA)]
-    pub data: Option<PathBuf>,
-    /// Rows the synthetic generator makes when --data is not given [default: 20000].
-    #[arg(long, env = env::SYNTH_ROWS)]
-    pub synth_rows: Option<usize>,
-    /// Rows per simulated batch [default: 2000].
-    #[arg(long, env = env::BATCH_ROWS)]
-    pub batch_rows: Option<usize>,
-    /// Seed for synthesis, splits, search and the gate's bootstrap [default: 42].
-    #[arg(long, env = env::SEED)]
-    pub seed: Option<u64>,
-    /// Label: `any` readmission (upstream) or `lt30` (within 30 days) [default: any].
-    #[arg(long, value_enum, env = env::TARGET)]
-    pub target: Option<Target>,
-    /// Hyperparameter-search trials [default: 8].
-    #[arg(long, env = env::TRIALS)]
-    pub trials: Option<usize>,
-    /// State directory: registry, serving slot, accepted batches, ledger [default: .health-predict].
-    #[arg(long, env = env::STATE_DIR)]
-    pub state_dir: Option<PathBuf>,
-    /// Registry: a directory or `mlflow+http://HOST:PORT` [default: STATE_DIR/registry].
-    #[arg(long, env = env::REGISTRY)]
-    pub registry: Option<String>,
-    /// Retrain when the share of drifted columns is over this [default: 0.30].
-    #[arg(long, env = env::DRIFT_SHARE_THRESHOLD)]
-    pub drift_share_threshold: Option<f64>,
-    /// Train whatever the drift check says.
-    #[arg(long, env = env::FORCE_RETRAIN)]
-    pub force_retrain: bool,
-    /// Share of the batch's patients held out for evaluation and the gate [default: 0.3].
-    #[arg(long, env = env::HOLDOUT_FRACTION)]
-    pub holdout_fraction: Option<f64>,
-    /// How far below production's holdout AUC a candidate may be and still deploy as a refresh
-    /// [default: 0.02].
-    #[arg(long, env = env::GATE_REFRESH_TOLERANCE)]
-    pub refresh_tolerance: Option<f64>,
-    /// Fewest holdout rows the gate accepts [default: 300].
-    #[arg(long, env = env::MIN_HOLDOUT_ROWS)]
-    pub min_holdout_rows: Option<usize>,
-    /// Deploy target [default: local].
-    #[arg(long, value_enum, env = env::DEPLOY)]
-    pub deploy: Option<DeployTarget>,
-    /// Kubernetes namespace for deploy = kubernetes [default: health-predict].
-    #[arg(long, env = env::NAMESPACE)]
-    pub namespace: Option<String>,
-    /// Image reference to deploy (by digest or unique tag) for deploy = kubernetes.
-    #[arg(long, env = env::IMAGE)]
-    pub image: Option<String>,
-    /// Repository the image is pushed to for deploy = kubernetes.
-    #[arg(long, alias = "image-repo", env = env::IMAGE_REPOSITORY)]
-    pub image_repository: Option<String>,
-    /// Registry host the image is pushed to (`image push --registry`).
-    #[arg(long, env = env::IMAGE_REGISTRY)]
-    pub image_registry: Option<String>,
-    /// Push to Amazon ECR with short-lived credentials (`image push --ecr`).
-    #[arg(long)]
-    pub ecr: bool,
-    /// The kind cluster to load the image into for deploy = kubernetes without --image or
-    /// --image-repository [default: health-predict].
-    #[arg(long, env = env::KIND_CLUSTER)]
-    pub kind_cluster: Option<String>,
-    /// Container runtime that runs the built image for the API tests: auto (docker, then
-    /// podman), docker, podman, or none (test in-process) [default: auto].
-    #[arg(long = "runtime", value_enum, env = env::CONTAINER_RUNTIME)]
-    pub container_runtime: Option<RuntimeChoice>,
-    /// The holdout-AUC gain over production at which the gate says DEPLOY [default: 0].
-    #[arg(long, allow_hyphen_values = true, env = env::GATE_MIN_DELTA)]
-    pub gate_min_delta: Option<f64>,
-    /// p95 latency budget of the API tests' latency check, in ms [default: 50].
-    #[arg(long, env = env::PIPELINE_LATENCY_BUDGET_MS)]
-    pub latency_budget_ms: Option<f64>,
-    /// Deadline of each step, in seconds [default: 600].
-    #[arg(long, env = env::STEP_TIMEOUT)]
-    pub step_timeout_seconds: Option<u64>,
+macro_rules! settings_args {
+    ($(
+        $(#[doc = $doc:expr])*
+        $name:ident : $cli:ty => $file:ty, $via:ident, [$($arg:tt)*], env($($env:ident)?);
+    )*) => {
+        /// Settings shared by `run`, `plan` and `simulate`. Unset flags fall back to
+        /// `health-predict.toml`, then to the documented defaults.
+        #[derive(Debug, Clone, Args)]
+        #[command(next_help_heading = "Pipeline settings")]
+        pub struct SettingsArgs {
+            /// Configuration file [default: ./health-predict.toml when it exists].
+            #[arg(long, env = env::CONFIG)]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg($($arg)* $(, env = env::$env)?)]
+                pub $name: $cli,
+            )*
+        }
+
+        impl SettingsArgs {
+            /// The flags and environment as one configuration layer.
+            fn layer(&self) -> Settings {
+                Settings {
+                    $($name: crate::pipeline::config::layer::$via(&self.$name),)*
+                    batch: None,
+                    run_dir: None,
+                }
+            }
+        }
+    };
 }
+crate::pipeline::config::pipeline_settings!(settings_args);
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -146,37 +96,6 @@ pub struct SimulateArgs {
 }
 
 impl SettingsArgs {
-    fn layer(&self) -> Settings {
-        Settings {
-            data: self.data.clone(),
-            batch: None,
-            synth_rows: self.synth_rows,
-            batch_rows: self.batch_rows,
-            seed: self.seed,
-            target: self.target,
-            trials: self.trials,
-            state_dir: self.state_dir.clone(),
-            registry: self.registry.clone(),
-            run_dir: None,
-            drift_share_threshold: self.drift_share_threshold,
-            force_retrain: self.force_retrain.then_some(true),
-            holdout_fraction: self.holdout_fraction,
-            refresh_tolerance: self.refresh_tolerance,
-            min_holdout_rows: self.min_holdout_rows,
-            deploy: self.deploy,
-            namespace: self.namespace.clone(),
-            image: self.image.clone(),
-            image_repository: self.image_repository.clone(),
-            image_registry: self.image_registry.clone(),
-            ecr: self.ecr.then_some(true),
-            kind_cluster: self.kind_cluster.clone(),
-            container_runtime: self.container_runtime,
-            gate_min_delta: self.gate_min_delta,
-            latency_budget_ms: self.latency_budget_ms,
-            step_timeout_seconds: self.step_timeout_seconds,
-        }
-    }
-
     /// Flags and environment over the configuration file over defaults.
     fn resolve(&self, extra: Settings) -> anyhow::Result<PipelineConfig> {
         let file = match &self.config {
@@ -406,7 +325,11 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let production = registry.alias(run::PRODUCTION).await?;
     let batch = cfg.batch.is_some();
     let deploys = cfg.deploy != DeployTarget::None;
-    let step = |name: &'static str, runs: bool, why: String| PlannedStep { name, runs, why };
+    let step = |step: Step, runs: bool, why: String| PlannedStep {
+        name: step.name(),
+        runs,
+        why,
+    };
     let train_why = match (batch, production, cfg.force_retrain) {
         (false, _, _) => "bootstrap run: train on the initial data".to_owned(),
         (true, None, _) => "no production model yet: train whatever the drift".into(),
@@ -418,12 +341,12 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let mut steps = vec![
         step(
-            "load",
+            Step::Load,
             true,
             format!("initial data: {}", inputs(&cfg).initial.describe()),
         ),
         step(
-            "drift",
+            Step::Drift,
             batch,
             if batch {
                 format!(
@@ -437,10 +360,16 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             },
         ),
     ];
-    for name in [
-        "dataset", "train", "evaluate", "gate", "register", "package", "api-test",
+    for s in [
+        Step::Dataset,
+        Step::Train,
+        Step::Evaluate,
+        Step::Gate,
+        Step::Register,
+        Step::Package,
+        Step::ApiTest,
     ] {
-        steps.push(step(name, true, train_why.clone()));
+        steps.push(step(s, true, train_why.clone()));
     }
     let runtime = match cfg.container_runtime {
         crate::container::RuntimeChoice::None => None,
@@ -448,7 +377,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let builds =
         cfg.image.is_none() && (cfg.deploy == DeployTarget::Kubernetes || runtime.is_some());
-    if let Some(s) = steps.iter_mut().find(|s| s.name == "package") {
+    if let Some(s) = steps.iter_mut().find(|s| s.name == Step::Package.name()) {
         s.why = format!(
             "{}; {}",
             train_why,
@@ -459,7 +388,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             }
         );
     }
-    if let Some(s) = steps.iter_mut().find(|s| s.name == "api-test") {
+    if let Some(s) = steps.iter_mut().find(|s| s.name == Step::ApiTest.name()) {
         s.why = match (&runtime, builds) {
             (Some(rt), true) => format!(
                 "run the built image as a container with {} and test it",
@@ -506,7 +435,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             ),
         ),
     };
-    steps.push(step("push", push_runs, push_why));
+    steps.push(step(Step::Push, push_runs, push_why));
     let deploy_why = match cfg.deploy {
         DeployTarget::Local => format!(
             "install in {}/serving and serve it to check /model-info",
@@ -518,10 +447,10 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         ),
         DeployTarget::None => "deploy = none".into(),
     };
-    steps.push(step("deploy", deploys, deploy_why.clone()));
-    steps.push(step("verify", deploys, deploy_why));
+    steps.push(step(Step::Deploy, deploys, deploy_why.clone()));
+    steps.push(step(Step::Verify, deploys, deploy_why));
     steps.push(step(
-        "promote",
+        Step::Promote,
         deploys,
         format!(
             "alias `production` ({}) moves only after a verified deploy and a passing gate",
@@ -529,7 +458,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         ),
     ));
     steps.push(step(
-        "report",
+        Step::Report,
         true,
         "run.json and summary.md, always".into(),
     ));
@@ -701,7 +630,7 @@ async fn simulate(args: &SimulateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         let retrained = report
             .steps
             .iter()
-            .any(|s| s.name == "train" && s.status == crate::pipeline::steps::Status::Passed);
+            .any(|s| s.name == Step::Train.name() && s.status == Status::Passed);
         rows.push(SimRow {
             batch: label,
             drift_share: report.drift.as_ref().map(|d| d.share),
@@ -746,5 +675,41 @@ mod tests {
         assert!(parse_batches("0..2").is_err());
         assert!(parse_batches("5..1").is_err());
         assert!(parse_batches("x").is_err());
+    }
+
+    #[test]
+    fn every_settings_flag_is_a_toml_key_and_unset_flags_defer_to_the_file() {
+        let cmd = <SettingsArgs as clap::Args>::augment_args(clap::Command::new("t"));
+        let keys = serde_json::to_value(Settings::default()).unwrap();
+        let keys = keys.as_object().unwrap();
+        let ids: Vec<_> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| *id != "config")
+            .collect();
+        assert_eq!(ids.len(), 24, "{ids:?}");
+        for id in &ids {
+            assert!(keys.contains_key(*id), "--{id} has no TOML key");
+        }
+
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            s: SettingsArgs,
+        }
+        let t = <T as clap::Parser>::parse_from(["t", "--trials", "3", "--runtime", "none"]);
+        let file = Settings {
+            trials: Some(50),
+            force_retrain: Some(true),
+            ecr: Some(false),
+            ..Settings::default()
+        };
+        let merged = t.s.layer().over(file);
+        assert_eq!(merged.trials, Some(3));
+        assert_eq!(merged.container_runtime, Some(RuntimeChoice::None));
+        // An absent switch is no `false` over the file's `true`.
+        assert_eq!(merged.force_retrain, Some(true));
+        let t = <T as clap::Parser>::parse_from(["t", "--ecr"]);
+        assert_eq!(t.s.layer().ecr, Some(true));
     }
 }

@@ -22,74 +22,124 @@ pub enum DeployTarget {
     None,
 }
 
-/// Every setting, each optional: one layer of configuration (flags+env, or the TOML file).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub data: Option<PathBuf>,
-    pub batch: Option<PathBuf>,
-    pub synth_rows: Option<usize>,
-    pub batch_rows: Option<usize>,
-    pub seed: Option<u64>,
-    pub target: Option<Target>,
-    pub trials: Option<usize>,
-    pub state_dir: Option<PathBuf>,
-    pub registry: Option<String>,
-    pub run_dir: Option<PathBuf>,
-    pub drift_share_threshold: Option<f64>,
-    pub force_retrain: Option<bool>,
-    pub holdout_fraction: Option<f64>,
-    pub refresh_tolerance: Option<f64>,
-    pub min_holdout_rows: Option<usize>,
-    pub deploy: Option<DeployTarget>,
-    pub namespace: Option<String>,
-    pub image: Option<String>,
-    pub image_repository: Option<String>,
-    pub image_registry: Option<String>,
-    pub ecr: Option<bool>,
-    pub kind_cluster: Option<String>,
-    pub container_runtime: Option<RuntimeChoice>,
-    pub gate_min_delta: Option<f64>,
-    pub latency_budget_ms: Option<f64>,
-    pub step_timeout_seconds: Option<u64>,
-}
-
-impl Settings {
-    /// `self` wins where set; `lower` fills the rest.
-    pub fn over(self, lower: Settings) -> Settings {
-        macro_rules! pick {
-            ($($f:ident),* $(,)?) => { Settings { $($f: self.$f.or(lower.$f)),* } };
+/// The one definition of the shared pipeline settings: for each, its `health-predict.toml` key
+/// (the field name), its type in a configuration layer, its command-line help, how clap spells
+/// the flag, the environment variable (a constant's name in `cli::env`), and how a flag's value
+/// becomes a layer's value (`opt`: as is; `flag`: set means `Some(true)`). Order is help order.
+///
+/// It hands the list to `$callback!`: `Settings` here, and the clap arguments in
+/// `cli::pipeline`, are both generated from it, so a setting is added in one place.
+/// `run_dir` and `batch` are per-command (their help differs) and not listed.
+macro_rules! pipeline_settings {
+    ($callback:ident) => {
+        $callback! {
+            /// Initial (reference) data, CSV or CSV.gz [default: the synthetic generator].
+            data: Option<PathBuf> => Option<PathBuf>, opt, [long], env(DATA);
+            /// Rows the synthetic generator makes when --data is not given [default: 20000].
+            synth_rows: Option<usize> => Option<usize>, opt, [long], env(SYNTH_ROWS);
+            /// Rows per simulated batch [default: 2000].
+            batch_rows: Option<usize> => Option<usize>, opt, [long], env(BATCH_ROWS);
+            /// Seed for synthesis, splits, search and the gate's bootstrap [default: 42].
+            seed: Option<u64> => Option<u64>, opt, [long], env(SEED);
+            /// Label: `any` readmission (upstream) or `lt30` (within 30 days) [default: any].
+            target: Option<Target> => Option<Target>, opt, [long, value_enum], env(TARGET);
+            /// Hyperparameter-search trials [default: 8].
+            trials: Option<usize> => Option<usize>, opt, [long], env(TRIALS);
+            /// State directory: registry, serving slot, accepted batches, ledger [default: .health-predict].
+            state_dir: Option<PathBuf> => Option<PathBuf>, opt, [long], env(STATE_DIR);
+            /// Registry: a directory or `mlflow+http://HOST:PORT` [default: STATE_DIR/registry].
+            registry: Option<String> => Option<String>, opt, [long], env(REGISTRY);
+            /// Retrain when the share of drifted columns is over this [default: 0.30].
+            drift_share_threshold: Option<f64> => Option<f64>, opt, [long],
+                env(DRIFT_SHARE_THRESHOLD);
+            /// Train whatever the drift check says.
+            force_retrain: bool => Option<bool>, flag, [long], env(FORCE_RETRAIN);
+            /// Share of the batch's patients held out for evaluation and the gate [default: 0.3].
+            holdout_fraction: Option<f64> => Option<f64>, opt, [long], env(HOLDOUT_FRACTION);
+            /// How far below production's holdout AUC a candidate may be and still deploy as a refresh
+            /// [default: 0.02].
+            refresh_tolerance: Option<f64> => Option<f64>, opt, [long],
+                env(GATE_REFRESH_TOLERANCE);
+            /// Fewest holdout rows the gate accepts [default: 300].
+            min_holdout_rows: Option<usize> => Option<usize>, opt, [long], env(MIN_HOLDOUT_ROWS);
+            /// Deploy target [default: local].
+            deploy: Option<DeployTarget> => Option<DeployTarget>, opt, [long, value_enum],
+                env(DEPLOY);
+            /// Kubernetes namespace for deploy = kubernetes [default: health-predict].
+            namespace: Option<String> => Option<String>, opt, [long], env(NAMESPACE);
+            /// Image reference to deploy (by digest or unique tag) for deploy = kubernetes.
+            image: Option<String> => Option<String>, opt, [long], env(IMAGE);
+            /// Repository the image is pushed to for deploy = kubernetes.
+            image_repository: Option<String> => Option<String>, opt, [long, alias = "image-repo"],
+                env(IMAGE_REPOSITORY);
+            /// Registry host the image is pushed to (`image push --registry`).
+            image_registry: Option<String> => Option<String>, opt, [long], env(IMAGE_REGISTRY);
+            /// Push to Amazon ECR with short-lived credentials (`image push --ecr`).
+            ecr: bool => Option<bool>, flag, [long], env();
+            /// The kind cluster to load the image into for deploy = kubernetes without --image or
+            /// --image-repository [default: health-predict].
+            kind_cluster: Option<String> => Option<String>, opt, [long], env(KIND_CLUSTER);
+            /// Container runtime that runs the built image for the API tests: auto (docker, then
+            /// podman), docker, podman, or none (test in-process) [default: auto].
+            container_runtime: Option<RuntimeChoice> => Option<RuntimeChoice>, opt,
+                [long = "runtime", value_enum], env(CONTAINER_RUNTIME);
+            /// The holdout-AUC gain over production at which the gate says DEPLOY [default: 0].
+            gate_min_delta: Option<f64> => Option<f64>, opt, [long, allow_hyphen_values = true],
+                env(GATE_MIN_DELTA);
+            /// p95 latency budget of the API tests' latency check, in ms [default: 50].
+            latency_budget_ms: Option<f64> => Option<f64>, opt, [long],
+                env(PIPELINE_LATENCY_BUDGET_MS);
+            /// Deadline of each step, in seconds [default: 600].
+            step_timeout_seconds: Option<u64> => Option<u64>, opt, [long], env(STEP_TIMEOUT);
         }
-        pick!(
-            data,
-            batch,
-            synth_rows,
-            batch_rows,
-            seed,
-            target,
-            trials,
-            state_dir,
-            registry,
-            run_dir,
-            drift_share_threshold,
-            force_retrain,
-            holdout_fraction,
-            refresh_tolerance,
-            min_holdout_rows,
-            deploy,
-            namespace,
-            image,
-            image_repository,
-            latency_budget_ms,
-            image_registry,
-            ecr,
-            kind_cluster,
-            container_runtime,
-            gate_min_delta,
-            step_timeout_seconds,
-        )
+    };
+}
+pub(crate) use pipeline_settings;
+
+/// How a flag's parsed value becomes a layer's value (see `pipeline_settings!`).
+pub mod layer {
+    /// An optional flag: as given.
+    pub fn opt<T: Clone>(v: &Option<T>) -> Option<T> {
+        v.clone()
     }
 
+    /// A switch: given means `Some(true)`; absent leaves the setting to the next layer.
+    pub fn flag(v: &bool) -> Option<bool> {
+        v.then_some(true)
+    }
+}
+
+macro_rules! settings_struct {
+    ($(
+        $(#[doc = $doc:expr])*
+        $name:ident : $cli:ty => $file:ty, $via:ident, [$($arg:tt)*], env($($env:ident)?);
+    )*) => {
+        /// Every setting, each optional: one layer of configuration (flags+env, or the TOML file).
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(pub $name: $file,)*
+            /// The new batch (`pipeline run --batch`).
+            pub batch: Option<PathBuf>,
+            /// Where the run's outputs go (`--run-dir`).
+            pub run_dir: Option<PathBuf>,
+        }
+
+        impl Settings {
+            /// `self` wins where set; `lower` fills the rest.
+            pub fn over(self, lower: Settings) -> Settings {
+                Settings {
+                    $($name: self.$name.or(lower.$name),)*
+                    batch: self.batch.or(lower.batch),
+                    run_dir: self.run_dir.or(lower.run_dir),
+                }
+            }
+        }
+    };
+}
+pipeline_settings!(settings_struct);
+
+impl Settings {
     /// Reads a `health-predict.toml`; unknown keys and wrong types are errors naming the key.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

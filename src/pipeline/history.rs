@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::run::RunReport;
+use super::record::RunReport;
 use crate::contracts::{DriftDigest, GateDigest, HISTORY_SCHEMA, HistoryRecord, TestDigest};
 
 /// The history record of a finished run whose files are in `dir`.

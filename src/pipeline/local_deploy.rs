@@ -161,7 +161,7 @@ impl Slot {
         config.identity = Identity {
             name: Some("health-predict".into()),
             version: Some(version.to_string()),
-            alias: Some(super::run::PRODUCTION.into()),
+            alias: Some(super::record::PRODUCTION.into()),
         };
         let mut server = Running(Some(serve::start(config).await?));
         let ready = server.handle().wait_ready(READY).await;

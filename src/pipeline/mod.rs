@@ -8,6 +8,7 @@ pub mod image;
 pub mod kubernetes;
 pub mod ledger;
 pub mod local_deploy;
+pub mod record;
 pub mod run;
 pub mod steps;
 pub mod summary;

@@ -17,22 +17,18 @@ use tokio_util::sync::CancellationToken;
 use super::config::{DeployTarget, PipelineConfig};
 use super::ledger::{self, Ledger};
 use super::local_deploy;
-use super::steps::{Done, Halt, Runner, Status, StepRecord};
+pub use super::record::{
+    ApiTestRecord, CANDIDATE, DriftSummary, ImageRecord, InputsSummary, ModelSummary, PRODUCTION,
+    RunReport, TestCounts,
+};
+use super::steps::{Done, Halt, Runner, Status, Step, StepRecord};
 use crate::data::{self, LoadOptions, Table, Value, schema};
 use crate::exit::Exit;
 use crate::model::{ModelFile, TrainRequest};
 use crate::registry::{self, Lineage, Registry};
 
 /// Every step, in order.
-pub const STEPS: [&str; 14] = [
-    "load", "drift", "dataset", "train", "evaluate", "gate", "register", "package", "api-test",
-    "push", "deploy", "verify", "promote", "report",
-];
-
-/// The alias the deployed model carries.
-pub const PRODUCTION: &str = "production";
-/// The alias a registered, not yet deployed candidate carries.
-pub const CANDIDATE: &str = "candidate";
+pub const STEPS: [Step; 14] = Step::ALL;
 
 /// Where a table comes from.
 #[derive(Debug, Clone)]
@@ -88,12 +84,6 @@ pub struct RunOptions {
     pub push: super::kubernetes::PushEnv,
 }
 
-/// `run.json`: the record of a run (the type lives with its readers in `crate::contracts`).
-pub type RunReport = crate::contracts::RunReport<PipelineConfig>;
-pub use crate::contracts::{
-    ApiTestRecord, DriftSummary, ImageRecord, InputsSummary, ModelSummary, TestCounts,
-};
-
 /// State carried between steps.
 struct State {
     registry: Box<dyn Registry>,
@@ -102,9 +92,7 @@ struct State {
     /// The production model file's SHA-256, as the registry verified it on fetch.
     production_sha256: Option<String>,
     batch: Option<Arc<Table>>,
-    candidate: Option<Arc<ModelFile>>,
     candidate_bytes: Option<Vec<u8>>,
-    version: Option<u64>,
     image: Option<String>,
     built: Option<super::image::Built>,
     runtime: Option<crate::container::Runtime>,
@@ -125,47 +113,15 @@ pub async fn run(
     std::fs::create_dir_all(cfg.state_dir.join("pipeline"))
         .with_context(|| format!("cannot create state directory {}", cfg.state_dir.display()))?;
     let _lock = lock_state(&cfg.state_dir)?;
-    let registry = registry::open(&cfg.registry, &opts.mlflow)?;
     let clock = Instant::now();
-    let mut state = State {
-        registry,
-        production_version: None,
-        production: None,
-        production_sha256: None,
-        batch: None,
-        candidate: None,
-        candidate_bytes: None,
-        version: None,
-        image: cfg.image.clone(),
-        built: None,
-        runtime: None,
-        runtime_note: String::new(),
-        report: RunReport {
-            run_id: opts.run_id.clone(),
-            status: "errored".into(),
-            exit_code: Exit::Failure.code(),
-            decision: None,
-            model: None,
-            production_before: None,
-            production_after: None,
-            drift: None,
-            tests: None,
-            api_test: None,
-            image_build: None,
-            published: None,
-            image: None,
-            holdout_auc: None,
-            run_dir: opts.run_dir.display().to_string(),
-            started: jiff::Timestamp::now().to_string(),
-            seconds: 0.0,
-            inputs: InputsSummary::default(),
-            config: cfg.clone(),
-            steps: Vec::new(),
-            exit: Exit::Failure,
-        },
-    };
+    let mut state = State::new(registry::open(&cfg.registry, &opts.mlflow)?, &cfg, &opts);
     let mut runner = Runner::new(opts.cancel.clone(), opts.plain, opts.diagnose);
-    let outcome = steps(&cfg, &inputs, &opts, &mut runner, &mut state).await;
+    let cx = Ctx {
+        cfg: &cfg,
+        inputs: &inputs,
+        opts: &opts,
+    };
+    let outcome = steps(&cx, &mut runner, &mut state).await;
     let exit = match &outcome {
         Ok(exit) => *exit,
         Err(halt) => {
@@ -184,13 +140,59 @@ pub async fn run(
     .into();
     state.report.production_after = state.registry.alias(PRODUCTION).await.ok().flatten();
     state.report.image = state.image.clone();
+    state.report.steps = runner.records().to_vec();
+    report(&cx, &mut state.report, clock)?;
+    Ok(state.report)
+}
 
-    // The report step always runs: a run that stopped early still says why.
-    let report_dir = opts.run_dir.clone();
-    let report = &mut state.report;
+impl State {
+    fn new(registry: Box<dyn Registry>, cfg: &PipelineConfig, opts: &RunOptions) -> State {
+        State {
+            registry,
+            production_version: None,
+            production: None,
+            production_sha256: None,
+            batch: None,
+            candidate_bytes: None,
+            image: cfg.image.clone(),
+            built: None,
+            runtime: None,
+            runtime_note: String::new(),
+            report: RunReport {
+                run_id: opts.run_id.clone(),
+                status: "errored".into(),
+                exit_code: Exit::Failure.code(),
+                decision: None,
+                model: None,
+                production_before: None,
+                production_after: None,
+                drift: None,
+                tests: None,
+                api_test: None,
+                image_build: None,
+                published: None,
+                image: None,
+                holdout_auc: None,
+                run_dir: opts.run_dir.display().to_string(),
+                started: jiff::Timestamp::now().to_string(),
+                seconds: 0.0,
+                inputs: InputsSummary::default(),
+                config: cfg.clone(),
+                steps: Vec::new(),
+                exit: Exit::Failure,
+            },
+        }
+    }
+}
+
+/// report: always runs, so a run that stopped early still says why. Writes `run.json` and
+/// `summary.md` (then again with this step recorded), appends the run history, and records
+/// a run that ended by design in the ledger.
+fn report(cx: &Ctx<'_>, report: &mut RunReport, clock: Instant) -> anyhow::Result<()> {
+    let (cfg, opts) = (cx.cfg, cx.opts);
+    let report_dir = &opts.run_dir;
     report.seconds = clock.elapsed().as_secs_f64();
-    report.steps = runner.records().to_vec();
-    let written = write_outputs(report, &report_dir);
+    let written = write_outputs(report, report_dir);
     let (status, detail) = match &written {
         Ok(()) => (
             Status::Passed,
@@ -199,7 +201,7 @@ pub async fn run(
         Err(e) => (Status::Errored, format!("{e:#}")),
     };
     report.steps.push(StepRecord {
-        name: "report".into(),
+        name: Step::Report.name().into(),
         status,
         started: jiff::Timestamp::now().to_string(),
         seconds: 0.0,
@@ -207,42 +209,48 @@ pub async fn run(
     });
     report.seconds = clock.elapsed().as_secs_f64();
     // Rewrite with the report step itself recorded.
-    write_outputs(report, &report_dir)?;
-    super::history::append(&cfg.state_dir, report, &report_dir)
+    write_outputs(report, report_dir)?;
+    super::history::append(&cfg.state_dir, report, report_dir)
         .context("cannot append the run to the run history (STATE_DIR/history)")?;
-    if matches!(exit, Exit::Success | Exit::GateRefused)
+    if matches!(report.exit, Exit::Success | Exit::GateRefused)
         && let Some(key) = run_key(report)
     {
-        {
-            let mut l = Ledger::open(&cfg.state_dir)?;
-            if l.get(&key).is_none() || opts.force {
-                l.record(
-                    &key,
-                    ledger::Entry {
-                        run_id: report.run_id.clone(),
-                        finished: jiff::Timestamp::now().to_string(),
-                        exit_code: report.exit_code,
-                        decision: report.decision.clone(),
-                        model_version: report.model.as_ref().and_then(|m| m.version),
-                        run_dir: report.run_dir.clone(),
-                    },
-                )?;
-            }
+        let mut l = Ledger::open(&cfg.state_dir)?;
+        if l.get(&key).is_none() || opts.force {
+            l.record(
+                &key,
+                ledger::Entry {
+                    run_id: report.run_id.clone(),
+                    finished: jiff::Timestamp::now().to_string(),
+                    exit_code: report.exit_code,
+                    decision: report.decision.clone(),
+                    model_version: report.model.as_ref().and_then(|m| m.version),
+                    run_dir: report.run_dir.clone(),
+                },
+            )?;
         }
     }
-    written?;
-    Ok(state.report)
+    written
 }
 
 fn halt_exit(halt: &Halt) -> Exit {
     match halt {
         Halt::Interrupted { .. } => Exit::Interrupted,
         Halt::Errored { exit, .. } => *exit,
-        Halt::Failed { step } => match step.as_str() {
-            "gate" => Exit::GateRefused,
-            "api-test" => Exit::TestsFailed,
-            "deploy" | "verify" => Exit::DeployFailed,
-            _ => Exit::Failure,
+        Halt::Failed { step } => match step {
+            Step::Gate => Exit::GateRefused,
+            Step::ApiTest => Exit::TestsFailed,
+            Step::Deploy | Step::Verify => Exit::DeployFailed,
+            Step::Load
+            | Step::Drift
+            | Step::Dataset
+            | Step::Train
+            | Step::Evaluate
+            | Step::Register
+            | Step::Package
+            | Step::Push
+            | Step::Promote
+            | Step::Report => Exit::Failure,
         },
     }
 }
@@ -292,20 +300,66 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .context("a worker thread panicked")
 }
 
+/// What every step reads and none changes.
+struct Ctx<'a> {
+    cfg: &'a PipelineConfig,
+    inputs: &'a Inputs,
+    opts: &'a RunOptions,
+}
+
+impl Ctx<'_> {
+    fn deadline(&self) -> std::time::Duration {
+        self.cfg.step_timeout
+    }
+
+    /// The candidate's model file in the run directory (written by `package`).
+    fn model_path(&self) -> PathBuf {
+        self.opts.run_dir.join("model.hpm")
+    }
+}
+
 /// The steps proper. `Ok(exit)` when the run ended by design (passed, or drift said no retrain,
 /// or the ledger said already processed); `Err(halt)` when a step stopped it.
-async fn steps(
-    cfg: &PipelineConfig,
-    inputs: &Inputs,
-    opts: &RunOptions,
-    runner: &mut Runner,
-    st: &mut State,
-) -> Result<Exit, Halt> {
-    let deadline = cfg.step_timeout;
+async fn steps(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State) -> Result<Exit, Halt> {
+    let initial = load(cx, runner, st).await?;
+    if let Some(exit) = already_processed(cx, runner, st)? {
+        return Ok(exit);
+    }
+    if !drift(cx, runner, st, &initial).await? {
+        return no_retrain(cx, runner, st);
+    }
+    let (training, holdout) = dataset(cx, runner, st, initial).await?;
+    let candidate = train(cx, runner, st, training).await?;
+    evaluate(cx, runner, st, &candidate, &holdout).await?;
+    gate(cx, runner, st, &candidate, &holdout).await?;
+    let version = register(cx, runner, st, &candidate).await?;
+    package(cx, runner, st, &candidate, version).await?;
+    api_test(cx, runner, st, &candidate, version).await?;
+    push(cx, runner, st, version).await?;
+    let Some(target) = Deployment::of(cx.cfg, st) else {
+        runner.skip(Step::Deploy, "deploy = none: nothing deployed");
+        runner.skip(Step::Verify, "deploy = none: nothing to verify");
+        runner.skip(Step::Promote, "deploy = none: production stays where it is");
+        return Ok(Exit::Success);
+    };
+    deploy(cx, runner, &target, version).await?;
+    verify(cx, runner, &target, &candidate, version).await?;
+    promote(cx, runner, st, version).await?;
+    remember_batch(cx.cfg, st).map_err(|e| runner.errored(Step::Promote, &e))?;
+    Ok(Exit::Success)
+}
 
-    // load: the initial data, the batch, and what the registry holds now.
-    let loaded = runner
-        .step("load", deadline, async {
+/// The steps a run that ends early by design records as not run (all but `report`).
+fn not_run_after(step: Step) -> &'static [Step] {
+    let after = step.after();
+    &after[..after.len() - 1]
+}
+
+/// load: the initial data, the batch, and what the registry holds now.
+async fn load(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State) -> Result<Arc<Table>, Halt> {
+    let inputs = cx.inputs;
+    let (initial, batch, production_version, production) = runner
+        .step(Step::Load, cx.deadline(), async {
             let initial_src = inputs.initial.clone();
             let batch_src = inputs.batch.clone();
             let (initial, batch) = blocking(move || -> anyhow::Result<_> {
@@ -338,9 +392,6 @@ async fn steps(
             ))
         })
         .await?;
-    let Some((initial, batch, production_version, production)) = loaded else {
-        unreachable!("load never skips")
-    };
     st.report.inputs.initial = inputs.initial.describe();
     st.report.inputs.initial_rows = initial.len();
     st.report.inputs.initial_fingerprint = crate::model::fingerprint(&initial);
@@ -354,207 +405,239 @@ async fn steps(
     let (production, production_sha256) = production.unzip();
     st.production = production;
     st.production_sha256 = production_sha256;
-    st.batch = batch.clone();
+    st.batch = batch;
+    Ok(initial)
+}
 
-    // Inputs already processed with these settings: report the earlier outcome, change nothing.
-    if !opts.force
-        && let Some(key) = run_key(&st.report)
-        && let Some(entry) = Ledger::open(&cfg.state_dir)
-            .map_err(|e| runner.errored("load", &e))?
-            .get(&key)
-    {
-        let reason = format!(
-            "already processed by run {} ({}; decision {}): nothing to do (use --force to run again)",
-            entry.run_id,
-            entry.run_dir,
-            entry.decision.as_deref().unwrap_or("none")
-        );
-        for s in &STEPS[1..STEPS.len() - 1] {
-            runner.skip(s, reason.clone());
-        }
-        st.report.decision = Some("ALREADY_PROCESSED".into());
-        st.report.model = entry.model_version.map(|v| ModelSummary {
-            version: Some(v),
-            model_id: String::new(),
-        });
-        return Ok(Exit::from_code(entry.exit_code));
+/// Inputs already processed with these settings: report the earlier outcome, change nothing.
+/// `Some(exit)`: the run ends here.
+fn already_processed(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+) -> Result<Option<Exit>, Halt> {
+    if cx.opts.force {
+        return Ok(None);
     }
-
-    // drift: is the batch distributed like the reference?
-    let retrain = match &batch {
-        None => {
-            runner.skip(
-                "drift",
-                "no new batch: a bootstrap run trains on the initial data",
-            );
-            true
-        }
-        Some(b) => {
-            let reference = Arc::clone(&initial);
-            let current = Arc::clone(b);
-            let dir = opts.run_dir.join("drift");
-            let force = cfg.force_retrain;
-            let threshold = cfg.drift_share_threshold;
-            let has_production = st.production.is_some();
-            let report = runner
-                .step("drift", deadline, async move {
-                    let report = blocking(move || -> anyhow::Result<_> {
-                        let config = crate::drift::DriftConfig {
-                            drift_share_threshold: threshold,
-                            force_retrain: force,
-                            ..crate::drift::DriftConfig::default()
-                        };
-                        let report = crate::drift::detect(&reference, &current, &config)?;
-                        crate::drift::write_reports(&report, &dir)?;
-                        Ok(report)
-                    })
-                    .await??;
-                    let d = &report.decision;
-                    let mut detail = format!(
-                        "drift share {:.3} ({} of {} columns); {}",
-                        d.drift_share, d.drifted_columns, d.columns, d.reason
-                    );
-                    if !d.retrain && !has_production {
-                        detail.push_str("; no production model yet, so training anyway");
-                    }
-                    Ok(Done::Passed(report, detail))
-                })
-                .await?
-                .expect("drift passes or halts");
-            let d = &report.decision;
-            st.report.drift = Some(DriftSummary {
-                share: d.drift_share,
-                drifted_columns: report
-                    .columns
-                    .iter()
-                    .filter(|c| c.drifted)
-                    .map(|c| c.column.clone())
-                    .collect(),
-                retrain: d.retrain,
-                reason: d.reason.clone(),
-            });
-            d.retrain || st.production.is_none()
-        }
+    let Some(key) = run_key(&st.report) else {
+        return Ok(None);
     };
-    if !retrain {
-        let share = st.report.drift.as_ref().map_or(0.0, |d| d.share);
-        let reason = format!(
-            "drift share {share:.3} is not over {:.2}: production stays (use --force-retrain to train anyway)",
-            cfg.drift_share_threshold
-        );
-        for s in &STEPS[2..STEPS.len() - 1] {
-            runner.skip(s, reason.clone());
-        }
-        remember_batch(cfg, st).map_err(|e| runner.errored("drift", &e))?;
-        st.report.decision = Some("NO_RETRAIN".into());
-        return Ok(Exit::Success);
-    }
+    let ledger = Ledger::open(&cx.cfg.state_dir).map_err(|e| runner.errored(Step::Load, &e))?;
+    let Some(entry) = ledger.get(&key) else {
+        return Ok(None);
+    };
+    let reason = format!(
+        "already processed by run {} ({}; decision {}): nothing to do (use --force to run again)",
+        entry.run_id,
+        entry.run_dir,
+        entry.decision.as_deref().unwrap_or("none")
+    );
+    runner.skip_all(not_run_after(Step::Load), &reason);
+    st.report.decision = Some("ALREADY_PROCESSED".into());
+    st.report.model = entry.model_version.map(|v| ModelSummary {
+        version: Some(v),
+        model_id: String::new(),
+    });
+    Ok(Some(Exit::from_code(entry.exit_code)))
+}
 
-    // dataset: cumulative training data, this batch's holdout kept out.
-    let earlier = earlier_batches(cfg).map_err(|e| runner.errored("dataset", &e))?;
-    let (training, holdout) = runner
-        .step("dataset", deadline, {
-            let initial = Arc::clone(&initial);
-            let batch = batch.clone();
-            let fraction = cfg.holdout_fraction;
-            let seed = cfg.seed;
-            async move {
-                let (training, holdout, detail) = blocking(move || {
-                    let (training, holdout, detail) =
-                        cumulative(&initial, &earlier, batch.as_deref(), fraction, seed);
-                    (Arc::new(training), Arc::new(holdout), detail)
-                })
-                .await?;
-                Ok(Done::Passed((training, holdout), detail))
+/// drift: is the batch distributed like the reference? `Ok(true)`: train a candidate.
+async fn drift(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    initial: &Arc<Table>,
+) -> Result<bool, Halt> {
+    let Some(batch) = &st.batch else {
+        runner.skip(
+            Step::Drift,
+            "no new batch: a bootstrap run trains on the initial data",
+        );
+        return Ok(true);
+    };
+    let reference = Arc::clone(initial);
+    let current = Arc::clone(batch);
+    let dir = cx.opts.run_dir.join("drift");
+    let force = cx.cfg.force_retrain;
+    let threshold = cx.cfg.drift_share_threshold;
+    let has_production = st.production.is_some();
+    let report = runner
+        .step(Step::Drift, cx.deadline(), async move {
+            let report = blocking(move || -> anyhow::Result<_> {
+                let config = crate::drift::DriftConfig {
+                    drift_share_threshold: threshold,
+                    force_retrain: force,
+                    ..crate::drift::DriftConfig::default()
+                };
+                let report = crate::drift::detect(&reference, &current, &config)?;
+                crate::drift::write_reports(&report, &dir)?;
+                Ok(report)
+            })
+            .await??;
+            let d = &report.decision;
+            let mut detail = format!(
+                "drift share {:.3} ({} of {} columns); {}",
+                d.drift_share, d.drifted_columns, d.columns, d.reason
+            );
+            if !d.retrain && !has_production {
+                detail.push_str("; no production model yet, so training anyway");
             }
+            Ok(Done::Passed(report, detail))
         })
-        .await?
-        .expect("dataset passes or halts");
+        .await?;
+    let d = &report.decision;
+    st.report.drift = Some(DriftSummary {
+        share: d.drift_share,
+        drifted_columns: report
+            .columns
+            .iter()
+            .filter(|c| c.drifted)
+            .map(|c| c.column.clone())
+            .collect(),
+        retrain: d.retrain,
+        reason: d.reason.clone(),
+    });
+    Ok(d.retrain || st.production.is_none())
+}
+
+/// The run ends after drift said production stays: the batch is kept for later training sets.
+fn no_retrain(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State) -> Result<Exit, Halt> {
+    let share = st.report.drift.as_ref().map_or(0.0, |d| d.share);
+    let reason = format!(
+        "drift share {share:.3} is not over {:.2}: production stays (use --force-retrain to train anyway)",
+        cx.cfg.drift_share_threshold
+    );
+    runner.skip_all(not_run_after(Step::Drift), &reason);
+    remember_batch(cx.cfg, st).map_err(|e| runner.errored(Step::Drift, &e))?;
+    st.report.decision = Some("NO_RETRAIN".into());
+    Ok(Exit::Success)
+}
+
+/// dataset: cumulative training data, this batch's holdout kept out.
+async fn dataset(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    initial: Arc<Table>,
+) -> Result<(Arc<Table>, Arc<Table>), Halt> {
+    let earlier = earlier_batches(cx.cfg).map_err(|e| runner.errored(Step::Dataset, &e))?;
+    let batch = st.batch.clone();
+    let fraction = cx.cfg.holdout_fraction;
+    let seed = cx.cfg.seed;
+    let (training, holdout) = runner
+        .step(Step::Dataset, cx.deadline(), async move {
+            let (training, holdout, detail) = blocking(move || {
+                let (training, holdout, detail) =
+                    cumulative(&initial, &earlier, batch.as_deref(), fraction, seed);
+                (Arc::new(training), Arc::new(holdout), detail)
+            })
+            .await?;
+            Ok(Done::Passed((training, holdout), detail))
+        })
+        .await?;
     st.report.inputs.training_rows = Some(training.len());
     st.report.inputs.holdout_rows = Some(holdout.len());
+    Ok((training, holdout))
+}
 
-    // train: search, early stopping, the model file.
-    let candidate = runner
-        .step("train", deadline, {
-            let training = Arc::clone(&training);
-            let (target, seed, trials) = (cfg.target, cfg.seed, cfg.trials);
-            async move {
-                let outcome = blocking(move || {
-                    let mut req = TrainRequest::new(&training);
-                    req.target = target;
-                    req.seed = seed;
-                    req.trials = trials;
-                    crate::model::train(&req, &|p| {
-                        let crate::model::Progress::Trial { done, total, .. } = p;
-                        tracing::debug!("training: {done}/{total} trial rungs");
-                    })
+/// train: search, early stopping, the model file.
+async fn train(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    training: Arc<Table>,
+) -> Result<Arc<ModelFile>, Halt> {
+    let (target, seed, trials) = (cx.cfg.target, cx.cfg.seed, cx.cfg.trials);
+    let (candidate, bytes) = runner
+        .step(Step::Train, cx.deadline(), async move {
+            let outcome = blocking(move || {
+                let mut req = TrainRequest::new(&training);
+                req.target = target;
+                req.seed = seed;
+                req.trials = trials;
+                crate::model::train(&req, &|p| {
+                    let crate::model::Progress::Trial { done, total, .. } = p;
+                    tracing::debug!("training: {done}/{total} trial rungs");
                 })
-                .await??;
-                let m = &outcome.model.meta().metrics.test;
-                let detail = format!(
-                    "{} ({} trials) in {:.1} s: test ROC AUC {:.4}, PR AUC {:.4}",
-                    outcome.model.meta().algorithm,
-                    outcome.trials.len(),
-                    outcome.train_seconds,
-                    m.roc_auc,
-                    m.pr_auc
-                );
-                // Everything downstream uses the model as read back from its own bytes: the
-                // checksum is set and verified, exactly as `serve` and the registry will see it.
-                let bytes = outcome.model.to_bytes();
-                let reloaded = ModelFile::from_bytes(&bytes)?;
-                Ok(Done::Passed((Arc::new(reloaded), bytes), detail))
-            }
+            })
+            .await??;
+            let m = &outcome.model.meta().metrics.test;
+            let detail = format!(
+                "{} ({} trials) in {:.1} s: test ROC AUC {:.4}, PR AUC {:.4}",
+                outcome.model.meta().algorithm,
+                outcome.trials.len(),
+                outcome.train_seconds,
+                m.roc_auc,
+                m.pr_auc
+            );
+            // Everything downstream uses the model as read back from its own bytes: the
+            // checksum is set and verified, exactly as `serve` and the registry will see it.
+            let bytes = outcome.model.to_bytes();
+            let reloaded = ModelFile::from_bytes(&bytes)?;
+            Ok(Done::Passed((Arc::new(reloaded), bytes), detail))
         })
-        .await?
-        .expect("train passes or halts");
-    let (candidate, bytes) = candidate;
+        .await?;
     st.candidate_bytes = Some(bytes);
-    st.candidate = Some(Arc::clone(&candidate));
     st.report.model = Some(ModelSummary {
         version: None,
         model_id: candidate.meta().model_id.clone(),
     });
+    Ok(candidate)
+}
 
-    // evaluate: the candidate (and production) on the holdout.
-    if let Some(auc) = runner
-        .step("evaluate", deadline, {
-            let candidate = Arc::clone(&candidate);
-            let production = st.production.clone();
-            let holdout = Arc::clone(&holdout);
-            let dir = opts.run_dir.clone();
-            async move {
-                let (c, p) = blocking(move || -> anyhow::Result<_> {
-                    let c = candidate.evaluate(&holdout)?;
-                    let p = production.map(|p| p.evaluate(&holdout)).transpose()?;
-                    Ok((c, p))
-                })
-                .await??;
-                let doc = crate::contracts::EvaluationReport {
-                    holdout_rows: c.metrics.rows,
-                    candidate: (&c.metrics).into(),
-                    production: p.as_ref().map(|p| (&p.metrics).into()),
-                };
-                crate::fsutil::write_atomic(
-                    &dir.join("metrics.json"),
-                    &serde_json::to_vec_pretty(&doc)?,
-                )?;
-                let detail = match &p {
-                    Some(p) => format!(
-                        "holdout ROC AUC candidate {:.4}, production {:.4}",
-                        c.metrics.roc_auc, p.metrics.roc_auc
-                    ),
-                    None => format!("holdout ROC AUC candidate {:.4}", c.metrics.roc_auc),
-                };
-                Ok(Done::Passed(c.metrics.roc_auc, detail))
-            }
+/// evaluate: the candidate (and production) on the holdout.
+async fn evaluate(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    candidate: &Arc<ModelFile>,
+    holdout: &Arc<Table>,
+) -> Result<(), Halt> {
+    let candidate = Arc::clone(candidate);
+    let production = st.production.clone();
+    let holdout = Arc::clone(holdout);
+    let dir = cx.opts.run_dir.clone();
+    let auc = runner
+        .step(Step::Evaluate, cx.deadline(), async move {
+            let (c, p) = blocking(move || -> anyhow::Result<_> {
+                let c = candidate.evaluate(&holdout)?;
+                let p = production.map(|p| p.evaluate(&holdout)).transpose()?;
+                Ok((c, p))
+            })
+            .await??;
+            let doc = crate::contracts::EvaluationReport {
+                holdout_rows: c.metrics.rows,
+                candidate: (&c.metrics).into(),
+                production: p.as_ref().map(|p| (&p.metrics).into()),
+            };
+            crate::fsutil::write_atomic(
+                &dir.join("metrics.json"),
+                &serde_json::to_vec_pretty(&doc)?,
+            )?;
+            let detail = match &p {
+                Some(p) => format!(
+                    "holdout ROC AUC candidate {:.4}, production {:.4}",
+                    c.metrics.roc_auc, p.metrics.roc_auc
+                ),
+                None => format!("holdout ROC AUC candidate {:.4}", c.metrics.roc_auc),
+            };
+            Ok(Done::Passed(c.metrics.roc_auc, detail))
         })
-        .await?
-    {
-        st.report.holdout_auc = Some(auc);
-    }
+        .await?;
+    st.report.holdout_auc = Some(auc);
+    Ok(())
+}
 
-    // gate: may the candidate replace production?
+/// gate: may the candidate replace production? A refusal keeps the batch for later training
+/// sets and records the decision the gate wrote.
+async fn gate(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    candidate: &Arc<ModelFile>,
+    holdout: &Arc<Table>,
+) -> Result<(), Halt> {
+    let cfg = cx.cfg;
     let gate_cfg = crate::gate::GateConfig {
         min_delta: cfg.gate_min_delta,
         refresh_tolerance: cfg.refresh_tolerance,
@@ -562,92 +645,98 @@ async fn steps(
         seed: cfg.seed,
         ..crate::gate::GateConfig::default()
     };
+    let candidate = Arc::clone(candidate);
+    let production = st.production.clone();
+    let production_version = st.production_version;
+    let holdout = Arc::clone(holdout);
+    let dir = cx.opts.run_dir.clone();
+    let cand_sha = registry::sha256_hex(st.candidate_bytes.as_deref().unwrap_or_default());
+    let prod_sha = st.production_sha256.clone();
     let decision = runner
-        .step("gate", deadline, {
-            let candidate = Arc::clone(&candidate);
-            let production = st.production.clone();
-            let production_version = st.production_version;
-            let holdout = Arc::clone(&holdout);
-            let dir = opts.run_dir.clone();
-            let cand_sha = registry::sha256_hex(st.candidate_bytes.as_deref().unwrap_or_default());
-            let prod_sha = st.production_sha256.clone();
-            async move {
-                let report = blocking(move || {
-                    let prod_source = production_version
-                        .map(|v| format!("alias `{PRODUCTION}` (version {v})"))
-                        .unwrap_or_default();
-                    let prod = production.as_deref().map(|p| {
-                        Ok(crate::gate::GateModel {
-                            source: &prod_source,
-                            version: production_version,
-                            sha256: prod_sha.as_deref().unwrap_or_default(),
-                            model: p,
-                        })
-                    });
-                    crate::gate::evaluate(
-                        Ok(crate::gate::GateModel {
-                            source: "candidate (this run)",
-                            version: None,
-                            sha256: &cand_sha,
-                            model: &*candidate,
-                        }),
-                        prod,
-                        Ok(crate::gate::Holdout {
-                            source: "this run's holdout",
-                            table: &holdout,
-                        }),
-                        &gate_cfg,
-                    )
-                })
-                .await?;
-                crate::fsutil::write_atomic(
-                    &dir.join("gate.json"),
-                    &serde_json::to_vec_pretty(&report)?,
-                )?;
-                crate::fsutil::write_atomic(
-                    &dir.join("gate.md"),
-                    crate::gate::render::markdown(&report).as_bytes(),
-                )?;
-                let detail = format!("{}: {}", report.decision.as_str(), report.reason);
-                if report.decision.deploys() {
-                    Ok(Done::Passed(report.decision.as_str().to_owned(), detail))
-                } else {
-                    Ok(Done::Failed(detail))
-                }
+        .step(Step::Gate, cx.deadline(), async move {
+            let report = blocking(move || {
+                let prod_source = production_version
+                    .map(|v| format!("alias `{PRODUCTION}` (version {v})"))
+                    .unwrap_or_default();
+                let prod = production.as_deref().map(|p| {
+                    Ok(crate::gate::GateModel {
+                        source: &prod_source,
+                        version: production_version,
+                        sha256: prod_sha.as_deref().unwrap_or_default(),
+                        model: p,
+                    })
+                });
+                crate::gate::evaluate(
+                    Ok(crate::gate::GateModel {
+                        source: "candidate (this run)",
+                        version: None,
+                        sha256: &cand_sha,
+                        model: &*candidate,
+                    }),
+                    prod,
+                    Ok(crate::gate::Holdout {
+                        source: "this run's holdout",
+                        table: &holdout,
+                    }),
+                    &gate_cfg,
+                )
+            })
+            .await?;
+            crate::fsutil::write_atomic(
+                &dir.join("gate.json"),
+                &serde_json::to_vec_pretty(&report)?,
+            )?;
+            crate::fsutil::write_atomic(
+                &dir.join("gate.md"),
+                crate::gate::render::markdown(&report).as_bytes(),
+            )?;
+            let detail = format!("{}: {}", report.decision.as_str(), report.reason);
+            if report.decision.deploys() {
+                Ok(Done::Passed(report.decision.as_str().to_owned(), detail))
+            } else {
+                Ok(Done::Failed(detail))
             }
         })
         .await;
-    let decision = match decision {
-        Ok(d) => d.expect("gate passes or halts"),
+    match decision {
+        Ok(decision) => {
+            st.report.decision = Some(decision);
+            Ok(())
+        }
         Err(halt) => {
-            if let Ok(text) = std::fs::read(opts.run_dir.join("gate.json"))
+            if let Ok(text) = std::fs::read(cx.opts.run_dir.join("gate.json"))
                 && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text)
             {
                 st.report.decision = v["decision"].as_str().map(str::to_owned);
             }
             if matches!(halt, Halt::Failed { .. }) {
-                remember_batch(cfg, st).map_err(|e| runner.errored("gate", &e))?;
+                remember_batch(cfg, st).map_err(|e| runner.errored(Step::Gate, &e))?;
             }
-            return Err(halt);
+            Err(halt)
         }
-    };
-    st.report.decision = Some(decision.clone());
+    }
+}
 
-    // register: a new version (or the existing one for identical bytes), alias `candidate`.
+/// register: a new version (or the existing one for identical bytes), alias `candidate`.
+async fn register(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    candidate: &ModelFile,
+) -> Result<u64, Halt> {
+    let run_id = &cx.opts.run_id;
     let version = runner
-        .step("register", deadline, async {
+        .step(Step::Register, cx.deadline(), async {
             let bytes = st.candidate_bytes.as_deref().unwrap_or_default();
             let lineage = Lineage {
                 data_fingerprint: Some(candidate.meta().data_fingerprint.clone()),
                 parent_version: st.production_version,
-                run_id: Some(opts.run_id.clone()),
+                run_id: Some(run_id.clone()),
                 git_commit: candidate.meta().git_commit.clone(),
             };
             let registered = st.registry.register_model(bytes, lineage).await?;
             let v = registered.record.version;
-            st.registry
-                .promote(v, CANDIDATE, Some(&opts.run_id))
-                .await?;
+            st.registry.promote(v, CANDIDATE, Some(run_id)).await?;
             let detail = if registered.created {
                 format!(
                     "registered version {v} in {}; alias `{CANDIDATE}` → {v}",
@@ -660,18 +749,26 @@ async fn steps(
             };
             Ok(Done::Passed(v, detail))
         })
-        .await?
-        .expect("register passes or halts");
-    st.version = Some(version);
+        .await?;
     if let Some(m) = &mut st.report.model {
         m.version = Some(version);
     }
+    Ok(version)
+}
 
-    // package: the model file, and the serving image when a runtime can test it or
-    // deploy = kubernetes needs it (an OCI archive in the run directory; nothing pushed yet).
-    let model_path = opts.run_dir.join("model.hpm");
+/// package: the model file, and the serving image when a runtime can test it or
+/// deploy = kubernetes needs it (an OCI archive in the run directory; nothing pushed yet).
+async fn package(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    candidate: &ModelFile,
+    version: u64,
+) -> Result<(), Halt> {
+    let (cfg, opts) = (cx.cfg, cx.opts);
+    let model_path = cx.model_path();
     runner
-        .step("package", deadline, async {
+        .step(Step::Package, cx.deadline(), async {
             candidate.save(&model_path)?;
             let mut detail = format!("model file {}", model_path.display());
             if cfg.deploy == DeployTarget::Kubernetes && cfg.image.is_some() {
@@ -720,16 +817,25 @@ async fn steps(
             }
             Ok(Done::Passed((), detail))
         })
-        .await?;
+        .await
+}
 
-    // api-test: the contract suite against the built image running as a container; without a
-    // runtime (or image), against the candidate served in-process — recorded as such.
-    // The counts are kept whether the suite passed or not.
+/// api-test: the contract suite against the built image running as a container; without a
+/// runtime (or image), against the candidate served in-process — recorded as such.
+/// The counts are kept whether the suite passed or not.
+async fn api_test(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    candidate: &Arc<ModelFile>,
+    version: u64,
+) -> Result<(), Halt> {
+    let (cfg, opts) = (cx.cfg, cx.opts);
     let junit = opts.run_dir.join("junit.xml");
     let mut counts = None;
     let mut record = None;
     let tests = runner
-        .step("api-test", deadline, async {
+        .step(Step::ApiTest, cx.deadline(), async {
             let budget = std::time::Duration::from_secs_f64(cfg.latency_budget_ms / 1000.0);
             let (report, target) = match (&st.runtime, &st.built) {
                 (Some(rt), Some(built)) => {
@@ -763,7 +869,7 @@ async fn steps(
                         st.runtime_note
                     );
                     let report = local_deploy::api_test(
-                        Arc::clone(&candidate),
+                        Arc::clone(candidate),
                         &version.to_string(),
                         cfg.latency_budget_ms,
                         &junit,
@@ -808,29 +914,33 @@ async fn steps(
         .await;
     st.report.tests = counts;
     st.report.api_test = record;
-    tests?;
+    tests
+}
 
-    // push: publish the tested digest (registry, kind, or the state directory's archive).
+/// push: publish the tested digest (registry, kind, or the state directory's archive), and
+/// put the image serving this version on its registry record, so a later deploy of the
+/// version (or of an alias pointing at it) resolves to exactly this reference.
+async fn push(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State, version: u64) -> Result<(), Halt> {
+    let (cfg, opts) = (cx.cfg, cx.opts);
     match (&st.built, cfg.deploy) {
         (Some(_), DeployTarget::None) => runner.skip(
-            "push",
+            Step::Push,
             "deploy = none: the tested image stays in the run directory",
         ),
         (Some(built), _) => {
             let published = runner
-                .step("push", deadline, async {
+                .step(Step::Push, cx.deadline(), async {
                     let p = super::image::publish(cfg, built, &opts.run_dir, &opts.push).await?;
                     let detail = format!("{} → {}", p.digest, p.destination);
                     Ok(Done::Passed(p, detail))
                 })
-                .await?
-                .expect("push passes or halts");
+                .await?;
             // The final image reference, by the digest that was tested.
             st.image = Some(published.reference.clone());
             st.report.published = Some(published);
         }
         (None, _) => runner.skip(
-            "push",
+            Step::Push,
             if cfg.image.is_some() {
                 "the given image is deployed as is"
             } else {
@@ -838,34 +948,77 @@ async fn steps(
             },
         ),
     }
-
-    // The image serving this version goes on its registry record, so a later deploy of the
-    // version (or of an alias pointing at it) resolves to exactly this reference.
-    if let Some(image) = st.image.clone() {
+    if let Some(image) = &st.image {
         st.registry
-            .set_image(version, &image)
+            .set_image(version, image)
             .await
-            .map_err(|e| runner.errored("push", &e.into()))?;
+            .map_err(|e| runner.errored(Step::Push, &e.into()))?;
     }
+    Ok(())
+}
 
-    // deploy + verify: only a verified deployment may be promoted.
-    match cfg.deploy {
-        DeployTarget::None => {
-            runner.skip("deploy", "deploy = none: nothing deployed");
-            runner.skip("verify", "deploy = none: nothing to verify");
-            runner.skip("promote", "deploy = none: production stays where it is");
-            return Ok(Exit::Success);
+/// Where a verified candidate goes (`deploy = none` has none).
+enum Deployment {
+    /// The state directory's serving slot.
+    Local(local_deploy::Slot),
+    /// The cluster, running this image reference.
+    Kubernetes { image: String },
+}
+
+impl Deployment {
+    fn of(cfg: &PipelineConfig, st: &State) -> Option<Deployment> {
+        match cfg.deploy {
+            DeployTarget::None => None,
+            DeployTarget::Local => Some(Deployment::Local(local_deploy::Slot::new(&cfg.state_dir))),
+            DeployTarget::Kubernetes => Some(Deployment::Kubernetes {
+                image: st.image.clone().unwrap_or_default(),
+            }),
         }
-        DeployTarget::Local => {
-            let slot = local_deploy::Slot::new(&cfg.state_dir);
+    }
+}
+
+/// deploy: install the candidate in the local serving slot, or apply it to the cluster.
+async fn deploy(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    target: &Deployment,
+    version: u64,
+) -> Result<(), Halt> {
+    match target {
+        Deployment::Local(slot) => {
+            let model_path = cx.model_path();
+            let run_id = &cx.opts.run_id;
             runner
-                .step("deploy", deadline, async {
-                    let d = slot.install(&model_path, version, &opts.run_id)?;
+                .step(Step::Deploy, cx.deadline(), async {
+                    let d = slot.install(&model_path, version, run_id)?;
                     Ok(Done::Passed((), d))
                 })
-                .await?;
-            let verified = runner
-                .step("verify", deadline, async {
+                .await
+        }
+        Deployment::Kubernetes { image } => {
+            runner
+                .step(
+                    Step::Deploy,
+                    cx.deadline(),
+                    super::kubernetes::deploy(cx.cfg, image, version),
+                )
+                .await
+        }
+    }
+}
+
+/// verify: only a verified deployment may be promoted; a failed one is rolled back.
+async fn verify(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    target: &Deployment,
+    candidate: &ModelFile,
+    version: u64,
+) -> Result<(), Halt> {
+    match target {
+        Deployment::Local(slot) => {
+            runner
+                .step(Step::Verify, cx.deadline(), async {
                     match slot.verify(version, &candidate.meta().checksum).await {
                         Ok(detail) => Ok(Done::Passed((), detail)),
                         Err(e) => {
@@ -874,30 +1027,33 @@ async fn steps(
                         }
                     }
                 })
-                .await;
-            verified?;
+                .await
         }
-        DeployTarget::Kubernetes => {
-            let image = st.image.clone().unwrap_or_default();
+        Deployment::Kubernetes { .. } => {
             runner
                 .step(
-                    "deploy",
-                    deadline,
-                    super::kubernetes::deploy(cfg, &image, version),
+                    Step::Verify,
+                    cx.deadline(),
+                    super::kubernetes::verify(cx.cfg, version),
                 )
-                .await?;
-            runner
-                .step("verify", deadline, super::kubernetes::verify(cfg, version))
-                .await?;
+                .await
         }
     }
+}
 
-    // promote: production moves only now.
+/// promote: production moves only now.
+async fn promote(
+    cx: &Ctx<'_>,
+    runner: &mut Runner,
+    st: &mut State,
+    version: u64,
+) -> Result<(), Halt> {
+    let run_id = &cx.opts.run_id;
     runner
-        .step("promote", deadline, async {
+        .step(Step::Promote, cx.deadline(), async {
             let moved = st
                 .registry
-                .promote(version, PRODUCTION, Some(&opts.run_id))
+                .promote(version, PRODUCTION, Some(run_id))
                 .await?;
             let detail = if moved.changed {
                 format!(
@@ -909,9 +1065,7 @@ async fn steps(
             };
             Ok(Done::Passed((), detail))
         })
-        .await?;
-    remember_batch(cfg, st).map_err(|e| runner.errored("promote", &e))?;
-    Ok(Exit::Success)
+        .await
 }
 
 /// The directory where processed batches are kept for later cumulative training sets.
@@ -1141,19 +1295,19 @@ mod tests {
 
     #[test]
     fn halts_map_to_documented_exit_codes() {
-        let f = |s: &str| halt_exit(&Halt::Failed { step: s.into() });
-        assert_eq!(f("gate"), Exit::GateRefused);
-        assert_eq!(f("api-test"), Exit::TestsFailed);
-        assert_eq!(f("verify"), Exit::DeployFailed);
+        let f = |step: Step| halt_exit(&Halt::Failed { step });
+        assert_eq!(f(Step::Gate), Exit::GateRefused);
+        assert_eq!(f(Step::ApiTest), Exit::TestsFailed);
+        assert_eq!(f(Step::Deploy), Exit::DeployFailed);
+        assert_eq!(f(Step::Verify), Exit::DeployFailed);
+        assert_eq!(f(Step::Train), Exit::Failure);
         assert_eq!(
-            halt_exit(&Halt::Interrupted {
-                step: "train".into()
-            }),
+            halt_exit(&Halt::Interrupted { step: Step::Train }),
             Exit::Interrupted
         );
         assert_eq!(
             halt_exit(&Halt::Errored {
-                step: "load".into(),
+                step: Step::Load,
                 exit: Exit::InvalidInput
             }),
             Exit::InvalidInput

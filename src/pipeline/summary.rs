@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::run::RunReport;
+use super::record::RunReport;
 use crate::github::summary::{Inputs, RunDir, render};
 
 /// Renders a run's summary from the report in memory and the files already in `dir` (drift,
