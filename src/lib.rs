@@ -1,6 +1,6 @@
 //! health-predict: a hospital-readmission model's continuous-improvement loop in one binary.
 //!
-//! Imports run one way, top to bottom, with no cycle between files outside `pipeline` and `model`:
+//! Imports run one way, top to bottom, with no cycle between files (`farm-studio look` shows none):
 //! - `cli` (with `main.rs`): clap definitions, the environment (`cli::env`), and the mapping from
 //!   errors to exit codes and the final error message (`cli::errors`). Nothing else imports it.
 //! - `pipeline`: composes the domains into one run; only `cli` imports it.
