@@ -3,7 +3,7 @@
 //!
 //! The codes, the [`Diagnose`] trait and the printer's format live in the leaf `crate::exit`, so
 //! domains never import this module; the pipeline, which records each step's exit code, is
-//! handed [`diagnose`] as an [`exit::Diagnoser`](crate::exit::Diagnoser).
+//! handed [`diagnose`] as an [`exit::Diagnoser`].
 
 use std::process::ExitCode;
 

@@ -35,9 +35,9 @@ pub struct PushEnv {
     /// `HEALTH_PREDICT_OIDC_AUDIENCE`.
     pub oidc_audience: Option<String>,
     /// The runner's variables that choose the credential source
-    /// ([`credentials::SOURCE_VARS`]) and are set, but for the request token.
+    /// (`aws::credentials::SOURCE_VARS`) and are set, but for the request token.
     pub runner: Vec<(&'static str, String)>,
-    /// [`credentials::REQUEST_TOKEN_VAR`], the runner's OIDC request token.
+    /// `aws::credentials::REQUEST_TOKEN_VAR`, the runner's OIDC request token.
     pub oidc_request_token: Option<Secret>,
 }
 
