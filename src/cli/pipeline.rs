@@ -360,15 +360,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             },
         ),
     ];
-    for s in [
-        Step::Dataset,
-        Step::Train,
-        Step::Evaluate,
-        Step::Gate,
-        Step::Register,
-        Step::Package,
-        Step::ApiTest,
-    ] {
+    for &s in Step::Dataset.through(Step::ApiTest) {
         steps.push(step(s, true, train_why.clone()));
     }
     let runtime = match cfg.container_runtime {

@@ -74,6 +74,11 @@ impl Step {
         // `ALL` lists the variants in declaration order, so a step's discriminant is its index.
         &Step::ALL[self as usize + 1..]
     }
+
+    /// The steps from `self` through `last`, in run order.
+    pub fn through(self, last: Step) -> &'static [Step] {
+        &Step::ALL[self as usize..=last as usize]
+    }
 }
 
 impl std::fmt::Display for Step {
@@ -290,6 +295,10 @@ mod tests {
         }
         assert_eq!(Step::Promote.after(), [Step::Report]);
         assert_eq!(Step::Load.after().len(), 13);
+        assert_eq!(
+            Step::Gate.through(Step::Package),
+            [Step::Gate, Step::Register, Step::Package]
+        );
     }
 
     #[tokio::test]
