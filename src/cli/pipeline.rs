@@ -16,7 +16,7 @@ use crate::exit::{Exit, fail};
 use crate::output::{Render, emit};
 use crate::pipeline::config::{DeployTarget, PipelineConfig, Settings};
 use crate::pipeline::kubernetes::PushEnv;
-use crate::pipeline::run::{self, Inputs, RunOptions, RunReport, STEPS, Source};
+use crate::pipeline::run::{self, Inputs, RunOptions, RunReport, Source};
 use crate::pipeline::steps::{Status, Step};
 use crate::secret::Secret;
 
@@ -454,7 +454,7 @@ async fn plan(args: &RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         true,
         "run.json and summary.md, always".into(),
     ));
-    debug_assert_eq!(steps.len(), STEPS.len());
+    debug_assert_eq!(steps.len(), Step::ALL.len());
     emit(
         ctx.output,
         &Plan {

@@ -27,9 +27,6 @@ use crate::exit::Exit;
 use crate::model::{ModelFile, TrainRequest};
 use crate::registry::{self, Lineage, Registry};
 
-/// Every step, in order.
-pub const STEPS: [Step; 14] = Step::ALL;
-
 /// Where a table comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -125,7 +122,7 @@ pub async fn run(
     let exit = match &outcome {
         Ok(exit) => *exit,
         Err(halt) => {
-            runner.skip_rest(&STEPS[..STEPS.len() - 1], halt);
+            runner.skip_rest(Step::Load.through(Step::Promote), halt);
             halt_exit(halt)
         }
     };
@@ -186,29 +183,20 @@ impl State {
 }
 
 /// report: always runs, so a run that stopped early still says why. Writes `run.json` and
-/// `summary.md` (then again with this step recorded), appends the run history, and records
-/// a run that ended by design in the ledger.
+/// `summary.md` (with this step recorded) and the step outputs once, appends the run history,
+/// and records a run that ended by design in the ledger.
 fn report(cx: &Ctx<'_>, report: &mut RunReport, clock: Instant) -> anyhow::Result<()> {
     let (cfg, opts) = (cx.cfg, cx.opts);
     let report_dir = &opts.run_dir;
-    report.seconds = clock.elapsed().as_secs_f64();
-    let written = write_outputs(report, report_dir);
-    let (status, detail) = match &written {
-        Ok(()) => (
-            Status::Passed,
-            format!("wrote {}", report_dir.join("run.json").display()),
-        ),
-        Err(e) => (Status::Errored, format!("{e:#}")),
-    };
     report.steps.push(StepRecord {
         name: Step::Report.name().into(),
-        status,
+        status: Status::Passed,
         started: jiff::Timestamp::now().to_string(),
         seconds: 0.0,
-        detail,
+        detail: format!("wrote {}", report_dir.join("run.json").display()),
     });
     report.seconds = clock.elapsed().as_secs_f64();
-    // Rewrite with the report step itself recorded.
+    // A failed write leaves no run.json to record it in: the error goes to the caller.
     write_outputs(report, report_dir)?;
     super::history::append(&cfg.state_dir, report, report_dir)
         .context("cannot append the run to the run history (STATE_DIR/history)")?;
@@ -230,7 +218,7 @@ fn report(cx: &Ctx<'_>, report: &mut RunReport, clock: Instant) -> anyhow::Resul
             )?;
         }
     }
-    written
+    Ok(())
 }
 
 fn halt_exit(halt: &Halt) -> Exit {
@@ -349,12 +337,6 @@ async fn steps(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State) -> Result<Exit
     Ok(Exit::Success)
 }
 
-/// The steps a run that ends early by design records as not run (all but `report`).
-fn not_run_after(step: Step) -> &'static [Step] {
-    let after = step.after();
-    &after[..after.len() - 1]
-}
-
 /// load: the initial data, the batch, and what the registry holds now.
 async fn load(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State) -> Result<Arc<Table>, Halt> {
     let inputs = cx.inputs;
@@ -432,7 +414,7 @@ fn already_processed(
         entry.run_dir,
         entry.decision.as_deref().unwrap_or("none")
     );
-    runner.skip_all(not_run_after(Step::Load), &reason);
+    runner.skip_all(Step::Drift.through(Step::Promote), &reason);
     st.report.decision = Some("ALREADY_PROCESSED".into());
     st.report.model = entry.model_version.map(|v| ModelSummary {
         version: Some(v),
@@ -507,7 +489,7 @@ fn no_retrain(cx: &Ctx<'_>, runner: &mut Runner, st: &mut State) -> Result<Exit,
         "drift share {share:.3} is not over {:.2}: production stays (use --force-retrain to train anyway)",
         cx.cfg.drift_share_threshold
     );
-    runner.skip_all(not_run_after(Step::Drift), &reason);
+    runner.skip_all(Step::Dataset.through(Step::Promote), &reason);
     remember_batch(cx.cfg, st).map_err(|e| runner.errored(Step::Drift, &e))?;
     st.report.decision = Some("NO_RETRAIN".into());
     Ok(Exit::Success)

@@ -296,7 +296,7 @@ fn plan_names_the_steps_and_bad_settings_name_the_key() {
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         plan["steps"].as_array().unwrap().len(),
-        health_predict::pipeline::run::STEPS.len()
+        health_predict::pipeline::steps::Step::ALL.len()
     );
     assert_eq!(plan["steps"][1]["runs"], false, "no batch: no drift");
 
