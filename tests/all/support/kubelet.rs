@@ -251,35 +251,29 @@ fn pull_auth(secrets: &[Value], host: &str) -> Option<String> {
 }
 
 fn curl(url: &str, auth: &str, out: &Path) -> Result<(), String> {
-    let o = Command::new("curl")
-        .args(["-fsS", "-u", auth, "-H"])
+    let mut c = Command::new("curl");
+    c.args(["-fsS", "-u", auth, "-H"])
         .arg("Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
         .arg("-o")
         .arg(out)
-        .arg(url)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ErrImagePull: GET {url}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
+        .arg(url);
+    succeed(c, &format!("ErrImagePull: GET {url}"))
 }
 
 fn tar(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("tar")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let mut c = Command::new("tar");
+    c.args(args);
+    succeed(c, &format!("tar {}", args.join(" ")))
+}
+
+/// Runs `c`; a failure is `what: <its stderr>`.
+fn succeed(mut c: Command, what: &str) -> Result<(), String> {
+    let o = c.output().map_err(|e| e.to_string())?;
     if o.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "tar {}: {}",
-            args.join(" "),
+            "{what}: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         ))
     }
