@@ -651,6 +651,7 @@ mod action {
 
     use super::outputs;
     use crate::support;
+    use crate::support::workflow;
 
     fn root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -668,190 +669,35 @@ mod action {
         failed: bool,
     }
 
-    #[derive(Debug, Clone, PartialEq)]
-    enum V {
-        S(String),
-        B(bool),
-    }
-
-    impl V {
-        fn truthy(&self) -> bool {
-            match self {
-                V::B(b) => *b,
-                V::S(s) => !s.is_empty(),
-            }
-        }
-        fn text(&self) -> String {
-            match self {
-                V::B(b) => b.to_string(),
-                V::S(s) => s.clone(),
-            }
-        }
-    }
-
-    fn tokens(expr: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let chars: Vec<char> = expr.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c.is_whitespace() {
-                i += 1;
-            } else if c == '\'' {
-                let mut j = i + 1;
-                while chars[j] != '\'' {
-                    j += 1;
-                }
-                out.push(chars[i..=j].iter().collect());
-                i = j + 1;
-            } else if "=!&|".contains(c) && i + 1 < chars.len() && "=&|".contains(chars[i + 1]) {
-                out.push(chars[i..i + 2].iter().collect());
-                i += 2;
-            } else if "()!".contains(c) {
-                out.push(c.to_string());
-                i += 1;
-            } else {
-                let mut j = i;
-                while j < chars.len() && (chars[j].is_alphanumeric() || "-_.".contains(chars[j])) {
-                    j += 1;
-                }
-                assert!(j > i, "cannot read expression `{expr}` at {i}");
-                out.push(chars[i..j].iter().collect());
-                i = j;
-            }
-        }
-        out
-    }
-
-    struct Parser<'a> {
-        t: Vec<String>,
-        i: usize,
-        ctx: &'a Ctx,
-    }
-
-    impl Parser<'_> {
-        fn peek(&self) -> Option<&str> {
-            self.t.get(self.i).map(String::as_str)
-        }
-        fn next(&mut self) -> String {
-            self.i += 1;
-            self.t[self.i - 1].clone()
-        }
-        fn or(&mut self) -> V {
-            let mut v = self.and();
-            while self.peek() == Some("||") {
-                self.next();
-                let r = self.and();
-                v = if v.truthy() { v } else { r };
-            }
-            v
-        }
-        fn and(&mut self) -> V {
-            let mut v = self.cmp();
-            while self.peek() == Some("&&") {
-                self.next();
-                let r = self.cmp();
-                v = if v.truthy() { r } else { v };
-            }
-            v
-        }
-        fn cmp(&mut self) -> V {
-            let l = self.unary();
-            match self.peek() {
-                Some("==") => {
-                    self.next();
-                    V::B(l.text() == self.unary().text())
-                }
-                Some("!=") => {
-                    self.next();
-                    V::B(l.text() != self.unary().text())
-                }
-                _ => l,
-            }
-        }
-        fn unary(&mut self) -> V {
-            if self.peek() == Some("!") {
-                self.next();
-                return V::B(!self.unary().truthy());
-            }
-            if self.peek() == Some("(") {
-                self.next();
-                let v = self.or();
-                assert_eq!(self.next(), ")");
-                return v;
-            }
-            let tok = self.next();
-            if let Some(s) = tok.strip_prefix('\'') {
-                return V::S(s.trim_end_matches('\'').to_owned());
-            }
-            if matches!(self.peek(), Some("(")) {
-                self.next();
-                assert_eq!(self.next(), ")");
-                return V::B(match tok.as_str() {
-                    "always" => true,
-                    "success" => !self.ctx.failed,
-                    "failure" => self.ctx.failed,
-                    "cancelled" => false,
-                    f => panic!("unsupported function {f}()"),
-                });
-            }
-            V::S(self.ctx.lookup(&tok))
-        }
-    }
-
     impl Ctx {
-        fn lookup(&self, path: &str) -> String {
-            let parts: Vec<&str> = path.split('.').collect();
-            match parts.as_slice() {
-                ["inputs", name] => self.inputs.get(*name).cloned().unwrap_or_default(),
-                ["steps", id, "outputs", name] => self
-                    .steps
-                    .get(*id)
-                    .and_then(|s| s.1.get(*name).cloned())
-                    .unwrap_or_default(),
-                ["steps", id, "outcome" | "conclusion"] => {
-                    self.steps.get(*id).map(|s| s.0.clone()).unwrap_or_default()
-                }
-                ["github", "token"] => "ghs_from_context".into(),
-                // A local `./action` has no ref or repository.
-                ["github", "action_ref" | "action_repository"] => String::new(),
-                _ => panic!("unsupported context {path}"),
-            }
-        }
-
-        fn eval(&self, expr: &str) -> V {
-            let mut p = Parser {
-                t: tokens(expr),
-                i: 0,
-                ctx: self,
-            };
-            let v = p.or();
-            assert_eq!(p.i, p.t.len(), "trailing tokens in `{expr}`");
-            v
+        /// The expression contexts the action reads, for the workflow runner's evaluator.
+        fn value(&self) -> serde_json::Value {
+            let steps: serde_json::Map<String, serde_json::Value> = self
+                .steps
+                .iter()
+                .map(|(id, (outcome, outputs))| {
+                    let v = serde_json::json!({
+                        "outcome": outcome, "conclusion": outcome, "outputs": outputs,
+                    });
+                    (id.clone(), v)
+                })
+                .collect();
+            // A local `./action` has no ref or repository.
+            serde_json::json!({
+                "inputs": self.inputs,
+                "steps": steps,
+                "github": {"token": "ghs_from_context", "action_ref": "", "action_repository": ""},
+            })
         }
 
         /// Substitutes every `${{ expr }}` in a string.
         fn template(&self, s: &str) -> String {
-            let mut out = String::new();
-            let mut rest = s;
-            while let Some(start) = rest.find("${{") {
-                out.push_str(&rest[..start]);
-                let end = rest[start..].find("}}").expect("closed expression") + start;
-                out.push_str(&self.eval(&rest[start + 3..end]).text());
-                rest = &rest[end + 2..];
-            }
-            out.push_str(rest);
-            out
+            workflow::template(&self.value(), s, self.failed)
         }
-    }
 
-    fn yaml_str(v: &Yaml) -> String {
-        match v {
-            Yaml::String(s) => s.clone(),
-            Yaml::Bool(b) => b.to_string(),
-            Yaml::Number(n) => n.to_string(),
-            Yaml::Null => String::new(),
-            other => panic!("not a scalar: {other:?}"),
+        /// A step's `if:` (absent: `success()`).
+        fn condition(&self, cond: Option<&str>) -> bool {
+            workflow::eval_condition(&self.value(), cond.unwrap_or("success()"), self.failed)
         }
     }
 
@@ -869,8 +715,11 @@ mod action {
         let a = action();
         let mut ctx = Ctx::default();
         for (name, spec) in a["inputs"].as_mapping().unwrap() {
-            let name = yaml_str(name);
-            let default = spec.get("default").map(yaml_str).unwrap_or_default();
+            let name = workflow::scalar(name);
+            let default = spec
+                .get("default")
+                .map(workflow::scalar)
+                .unwrap_or_default();
             ctx.inputs.insert(name, default);
         }
         for (k, v) in given {
@@ -893,20 +742,15 @@ mod action {
         for (n, step) in a["runs"]["steps"].as_sequence().unwrap().iter().enumerate() {
             let id = step
                 .get("id")
-                .map(yaml_str)
+                .map(workflow::scalar)
                 .unwrap_or_else(|| format!("step{n}"));
-            let cond = step
-                .get("if")
-                .map(yaml_str)
-                .unwrap_or_else(|| "success()".into());
-            let cond = cond.trim().trim_start_matches("${{").trim_end_matches("}}");
-            if !ctx.eval(cond).truthy() {
+            if !ctx.condition(step.get("if").map(workflow::scalar).as_deref()) {
                 ctx.steps
                     .insert(id.clone(), ("skipped".into(), BTreeMap::new()));
                 steps.insert(id, "skipped".into());
                 continue;
             }
-            let Some(script) = step.get("run").map(yaml_str) else {
+            let Some(script) = step.get("run").map(workflow::scalar) else {
                 // `uses:` steps (actions/cache) are the runner's business, not the action's.
                 ctx.steps
                     .insert(id.clone(), ("success".into(), BTreeMap::new()));
@@ -949,12 +793,12 @@ mod action {
             }
             if let Some(env) = step.get("env").and_then(Yaml::as_mapping) {
                 for (k, v) in env {
-                    cmd.env(yaml_str(k), ctx.template(&yaml_str(v)));
+                    cmd.env(workflow::scalar(k), ctx.template(&workflow::scalar(v)));
                 }
             }
             let wd = step
                 .get("working-directory")
-                .map(|w| ctx.template(&yaml_str(w)))
+                .map(|w| ctx.template(&workflow::scalar(w)))
                 .unwrap_or_else(|| ".".into());
             cmd.current_dir(workspace.join(wd));
             let (code, stdout, stderr) = support::run(&mut cmd);
@@ -969,7 +813,10 @@ mod action {
         }
         let mut declared = BTreeMap::new();
         for (name, spec) in a["outputs"].as_mapping().unwrap() {
-            declared.insert(yaml_str(name), ctx.template(&yaml_str(&spec["value"])));
+            declared.insert(
+                workflow::scalar(name),
+                ctx.template(&workflow::scalar(&spec["value"])),
+            );
         }
         Outcome {
             outputs: declared,
@@ -1024,14 +871,14 @@ esac
         assert_eq!(a["runs"]["using"], Yaml::String("composite".into()));
         let mut ids = Vec::new();
         for step in a["runs"]["steps"].as_sequence().unwrap() {
-            ids.push(yaml_str(&step["id"]));
+            ids.push(workflow::scalar(&step["id"]));
             if let Some(run) = step.get("run") {
-                let run = yaml_str(run);
+                let run = workflow::scalar(run);
                 assert!(!run.contains("${{"), "expression inside run: {run}");
-                assert_eq!(yaml_str(&step["shell"]), "bash");
+                assert_eq!(workflow::scalar(&step["shell"]), "bash");
             }
             if let Some(uses) = step.get("uses") {
-                let uses = yaml_str(uses);
+                let uses = workflow::scalar(uses);
                 let sha = uses.split('@').nth(1).unwrap_or("");
                 assert!(
                     sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
@@ -1040,7 +887,7 @@ esac
             }
         }
         for (name, spec) in a["outputs"].as_mapping().unwrap() {
-            let value = yaml_str(&spec["value"]);
+            let value = workflow::scalar(&spec["value"]);
             let step = value
                 .trim_start_matches("${{ steps.")
                 .split('.')

@@ -705,7 +705,7 @@ pub fn template(ctx: &Value, s: &str, failed: bool) -> String {
 }
 
 /// An `if:` condition (with or without `${{ }}`); a status function is implied as `success()`.
-fn eval_condition(ctx: &Value, cond: &str, failed: bool) -> bool {
+pub fn eval_condition(ctx: &Value, cond: &str, failed: bool) -> bool {
     let c = cond.trim();
     let c = c
         .strip_prefix("${{")
