@@ -449,31 +449,11 @@ fn html_report_renders_in_headless_chromium_without_console_errors() {
         .arg(&out));
     assert_eq!(code, 0, "{stderr}");
     let png = dir.path().join("shot.png");
-    let (code, _, stderr) = run(std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,2000",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", out.join("drift.html").display())));
-    assert_eq!(code, 0, "{stderr}");
-    let console: Vec<&str> = stderr.lines().filter(|l| l.contains("CONSOLE")).collect();
-    assert!(console.is_empty(), "console messages: {console:?}");
-    let bytes = std::fs::read(&png).expect("screenshot written");
-    assert!(
-        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
-        "{} bytes",
-        bytes.len()
+    crate::support::screenshot(
+        &chromium,
+        &dir.path().join("profile"),
+        "1280,2000",
+        &out.join("drift.html"),
+        &png,
     );
 }

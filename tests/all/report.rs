@@ -5,7 +5,6 @@
 //! here first.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::{self, bin, require_tool, run};
 
@@ -134,25 +133,6 @@ fn summary_md_carries_mermaid_charts_of_drift_auc_and_trend() {
     assert!(md.contains("95% interval ["), "{md}");
 }
 
-fn chromium_cmd(chromium: &Path, profile: &Path) -> Command {
-    let mut c = Command::new(chromium);
-    c.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--enable-logging=stderr",
-        "--v=0",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    c
-}
-
 #[test]
 fn the_site_renders_in_headless_chromium() {
     let Some(chromium) = require_tool("chromium") else {
@@ -161,18 +141,12 @@ fn the_site_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let out = site(dir.path());
     let png = dir.path().join("site.png");
-    let (code, _, stderr) = run(chromium_cmd(&chromium, &dir.path().join("profile"))
-        .arg("--window-size=1200,1400")
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", out.join("index.html").display())));
-    assert_eq!(code, 0, "{stderr}");
-    let console: Vec<&str> = stderr.lines().filter(|l| l.contains("CONSOLE")).collect();
-    assert!(console.is_empty(), "console messages: {console:?}");
-    let bytes = std::fs::read(&png).expect("screenshot written");
-    assert!(
-        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
-        "{} bytes",
-        bytes.len()
+    support::screenshot(
+        &chromium,
+        &dir.path().join("profile"),
+        "1200,1400",
+        &out.join("index.html"),
+        &png,
     );
     // One run's page: drift bars and the gate's interval.
     let page = std::fs::read_dir(out.join("runs"))
@@ -181,12 +155,13 @@ fn the_site_renders_in_headless_chromium() {
         .find(|p| p.to_string_lossy().ends_with("batch_3.html"))
         .unwrap();
     let run_png = dir.path().join("run.png");
-    let (code, _, stderr) = run(chromium_cmd(&chromium, &dir.path().join("profile2"))
-        .arg("--window-size=1200,2200")
-        .arg(format!("--screenshot={}", run_png.display()))
-        .arg(format!("file://{}", page.display())));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(std::fs::read(&run_png).unwrap().len() > 20_000);
+    support::screenshot(
+        &chromium,
+        &dir.path().join("profile2"),
+        "1200,2200",
+        &page,
+        &run_png,
+    );
     // `HEALTH_PREDICT_UPDATE_SCREENSHOT=1` refreshes the pictures in the docs.
     if std::env::var("HEALTH_PREDICT_UPDATE_SCREENSHOT").is_ok_and(|v| v == "1") {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
@@ -256,11 +231,13 @@ const sources = {sources};
         ),
     )
     .unwrap();
-    let (code, dom, stderr) = run(chromium_cmd(&chromium, &dir.path().join("profile"))
-        .arg("--allow-file-access-from-files")
-        .arg("--virtual-time-budget=20000")
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display())));
+    let (code, dom, stderr) = run(
+        support::chromium_cmd(&chromium, &dir.path().join("profile"))
+            .arg("--allow-file-access-from-files")
+            .arg("--virtual-time-budget=20000")
+            .arg("--dump-dom")
+            .arg(format!("file://{}", page.display())),
+    );
     assert_eq!(code, 0, "{stderr}");
     let start = dom
         .find("RESULT[")

@@ -118,3 +118,41 @@ pub mod registry;
 pub mod runs;
 pub mod scorer;
 pub mod workflow;
+
+/// Headless Chromium with a throwaway profile, logging to stderr (console messages included).
+pub fn chromium_cmd(chromium: &Path, profile: &Path) -> Command {
+    let mut c = Command::new(chromium);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+/// Screenshots `page` at `window` ("W,H") into `png`: Chromium exits 0, the page logs nothing
+/// to the console, and the picture is a PNG of real content (over 20 kB).
+pub fn screenshot(chromium: &Path, profile: &Path, window: &str, page: &Path, png: &Path) {
+    let (code, _, stderr) = run(chromium_cmd(chromium, profile)
+        .arg(format!("--window-size={window}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display())));
+    assert_eq!(code, 0, "{stderr}");
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let bytes = std::fs::read(png).expect("screenshot written");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "{} bytes",
+        bytes.len()
+    );
+}
