@@ -53,6 +53,36 @@ fn unknown_exit() -> Exit {
     Exit::Failure
 }
 
+impl<C> RunReport<C> {
+    /// The record of a run that has just started: nothing decided, nothing run, `errored` until
+    /// the run says how it ended.
+    pub fn started(run_id: String, run_dir: String, config: C) -> RunReport<C> {
+        RunReport {
+            run_id,
+            status: "errored".into(),
+            exit_code: Exit::Failure.code(),
+            decision: None,
+            model: None,
+            production_before: None,
+            production_after: None,
+            drift: None,
+            tests: None,
+            api_test: None,
+            image_build: None,
+            published: None,
+            image: None,
+            holdout_auc: None,
+            run_dir,
+            started: jiff::Timestamp::now().to_string(),
+            seconds: 0.0,
+            inputs: InputsSummary::default(),
+            config,
+            steps: Vec::new(),
+            exit: Exit::Failure,
+        }
+    }
+}
+
 impl RunReport<serde_json::Value> {
     /// Parses `run.json` text; `exit` is restored from `exit_code`.
     pub fn parse(text: &str) -> Result<RunReport, serde_json::Error> {

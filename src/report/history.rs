@@ -143,34 +143,21 @@ pub fn load(dir: &Path) -> Result<Vec<HistoryRecord>, HistoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contracts::{InputsSummary, RunReport};
+    use crate::contracts::RunReport;
 
     fn record(id: &str) -> HistoryRecord {
+        let mut run = RunReport::started(id.into(), "r".into(), serde_json::json!({}));
+        run.status = "passed".into();
+        run.exit_code = 0;
+        run.exit = crate::exit::Exit::Success;
+        run.decision = Some("NO_RETRAIN".into());
+        run.production_before = Some(1);
+        run.production_after = Some(1);
+        run.started = "2026-12-04T17:00:00.5Z".into();
+        run.seconds = 1.0;
         HistoryRecord {
             schema: HISTORY_SCHEMA,
-            run: RunReport {
-                run_id: id.into(),
-                status: "passed".into(),
-                exit_code: 0,
-                decision: Some("NO_RETRAIN".into()),
-                model: None,
-                production_before: Some(1),
-                production_after: Some(1),
-                drift: None,
-                tests: None,
-                api_test: None,
-                image_build: None,
-                published: None,
-                image: None,
-                holdout_auc: None,
-                run_dir: "r".into(),
-                started: "2026-12-04T17:00:00.5Z".into(),
-                seconds: 1.0,
-                inputs: InputsSummary::default(),
-                config: serde_json::json!({}),
-                steps: Vec::new(),
-                exit: crate::exit::Exit::Success,
-            },
+            run,
             drift: None,
             gate: None,
             tests: Vec::new(),
