@@ -17,10 +17,14 @@ pub fn simulated() -> &'static Path {
             .join(format!("report-simulation-{}", std::process::id()));
         if let Ok(rd) = std::fs::read_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))) {
             for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with("report-simulation-")
-                {
+                // Only directories of test processes that have ended: another test binary
+                // sharing this target dir may be reading its own right now.
+                let name = e.file_name().to_string_lossy().into_owned();
+                let ended = name
+                    .strip_prefix("report-simulation-")
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if ended {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
